@@ -1,0 +1,62 @@
+// facetrain: the command-line entry point. The only place that picks exit codes:
+// 0 success, 1 runtime failure, 2 usage or configuration error.
+
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "framework/cli/commands.h"
+#include "framework/core/error.h"
+#include "framework/log/logger.h"
+
+namespace facetrain::cli {
+
+dist::MpiRuntime& Context::start_mpi() {
+  if (!mpi) {
+    mpi.emplace(argc, argv);
+    auto options = log::options();
+    options.rank = mpi->env().rank;
+    options.world_size = mpi->env().world_size;
+    log::configure(options);
+  }
+  return *mpi;
+}
+
+}  // namespace facetrain::cli
+
+int main(int argc, char** argv) {
+  using namespace facetrain;
+  cli::Context ctx;
+  ctx.argc = &argc;
+  ctx.argv = &argv;
+
+  CLI::App app{"facetrain: train, evaluate and export face-recognition embedding models"};
+  app.set_help_all_flag("--help-all", "Show the help of every subcommand");
+  app.add_flag("-v,--verbose", ctx.verbose, "Debug logging, and full C++ backtraces on errors");
+  app.require_subcommand(1);
+  std::vector<std::pair<CLI::App*, cli::Action>> actions;
+  cli::add_version_command(app, ctx, actions);
+  cli::add_config_command(app, ctx, actions);
+  cli::add_env_command(app, ctx, actions);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --help-all
+    std::fprintf(stderr, "facetrain: %s\nRun with --help for usage.\n", e.what());
+    return 2;
+  }
+  if (ctx.verbose) {
+    auto options = log::options();
+    options.level = log::Level::kDebug;
+    log::configure(options);
+  }
+  try {
+    for (auto& [sub, action] : actions) {
+      if (sub->parsed()) return action();
+    }
+    throw UsageError("no subcommand given; run facetrain --help");
+  } catch (const std::exception& e) {
+    return dist::finish_with_error(e, ctx.verbose);
+  }
+}

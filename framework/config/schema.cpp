@@ -1,0 +1,190 @@
+#include <algorithm>
+
+#include "framework/config/config.h"
+#include "framework/core/strings.h"
+
+namespace facetrain {
+namespace {
+
+// Small builders so the table below reads as one line per key.
+ConfigKey key(std::string name, ValueType type, ConfigValue def, std::string arcface,
+              std::string help) {
+  ConfigKey k;
+  k.name = std::move(name);
+  k.type = type;
+  k.default_value = std::move(def);
+  k.arcface_key = std::move(arcface);
+  k.help = std::move(help);
+  return k;
+}
+ConfigKey at_least(ConfigKey k, double lo, bool exclusive = false) {
+  k.min = lo;
+  k.min_exclusive = exclusive;
+  return k;
+}
+ConfigKey between(ConfigKey k, double lo, double hi, bool lo_exclusive, bool hi_exclusive) {
+  k.min = lo;
+  k.min_exclusive = lo_exclusive;
+  k.max = hi;
+  k.max_exclusive = hi_exclusive;
+  return k;
+}
+ConfigKey one_of(ConfigKey k, std::vector<std::string> choices) {
+  k.choices = std::move(choices);
+  return k;
+}
+
+constexpr auto B = ValueType::kBool;
+constexpr auto I = ValueType::kInt;
+constexpr auto F = ValueType::kFloat;
+constexpr auto S = ValueType::kString;
+constexpr auto FL = ValueType::kFloatList;
+constexpr auto SL = ValueType::kStringList;
+
+}  // namespace
+
+ConfigSchema::ConfigSchema() {
+  using std::int64_t;
+  auto margins = key("loss.margin_list", FL, std::vector<double>{1.0, 0.5, 0.0}, "margin_list",
+                     "combined margin (m1, m2, m3): logit s*(cos(m1*theta + m2) - m3)");
+  margins.length = 3;
+  keys_ = {
+      // model
+      one_of(key("model.network", S, std::string("iresnet50"), "network",
+                 "backbone: iresnet18/34/50/100/200 or mbf (MobileFaceNet)"),
+             {"iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200", "mbf"}),
+      at_least(key("model.embedding_size", I, int64_t{512}, "embedding_size",
+                   "length of the face embedding"),
+               1),
+      between(key("model.dropout", F, 0.0, "", "dropout before the embedding FC"), 0.0, 1.0, false,
+              true),
+      // loss
+      one_of(key("loss.head", S, std::string("combined"), "",
+                 "margin head: combined (ArcFace/CosFace/SphereFace by margin_list), curricular, "
+                 "adaface, magface, subcenter, softmax"),
+             {"combined", "curricular", "adaface", "magface", "subcenter", "softmax"}),
+      margins,
+      at_least(key("loss.scale", F, 64.0, "", "logit scale s (arcface_torch fixes it at 64)"), 0.0,
+               true),
+      between(key("loss.sample_rate", F, 1.0, "sample_rate",
+                  "Partial FC: fraction of each rank's class centres used per step"),
+              0.0, 1.0, true, false),
+      between(key("loss.interclass_filtering_threshold", F, 0.0, "interclass_filtering_threshold",
+                  "drop negative logits whose cosine exceeds this (0 disables)"),
+              0.0, 1.0, false, true),
+      // data
+      key("data.path", S, std::string(""), "rec",
+          "dataset folder (manifest.json + shard-NNNNN.h5)"),
+      at_least(key("data.num_classes", I, int64_t{0}, "num_classes",
+                   "number of identities; 0 takes it from the dataset manifest"),
+               0),
+      at_least(key("data.num_samples", I, int64_t{0}, "num_image",
+                   "number of training images; 0 takes it from the dataset manifest"),
+               0),
+      at_least(key("data.num_workers", I, int64_t{2}, "num_workers", "decode threads per rank"), 0),
+      at_least(key("data.image_size", I, int64_t{112}, "", "aligned face size (square)"), 1),
+      at_least(key("data.prefetch", I, int64_t{4}, "", "batches decoded ahead per rank"), 1),
+      one_of(key("data.corrupt_policy", S, std::string("error"), "",
+                 "an undecodable image: error stops the run, skip drops it and counts it"),
+             {"error", "skip"}),
+      // optim
+      one_of(key("optim.optimizer", S, std::string("sgd"), "optimizer", "sgd or adamw"),
+             {"sgd", "adamw"}),
+      at_least(key("optim.lr", F, 0.1, "lr", "base learning rate"), 0.0, true),
+      between(key("optim.momentum", F, 0.9, "momentum", "SGD momentum"), 0.0, 1.0, false, true),
+      at_least(key("optim.weight_decay", F, 5e-4, "weight_decay", "L2 weight decay"), 0.0),
+      one_of(key("optim.lr_schedule", S, std::string("poly"), "",
+                 "poly (arcface_torch's PolyScheduler) or cosine, both after a linear warmup"),
+             {"poly", "cosine"}),
+      at_least(key("optim.poly_power", F, 2.0, "", "exponent of the polynomial decay"), 0.0, true),
+      at_least(key("optim.warmup_epoch", F, 0.0, "warmup_epoch", "epochs of linear warmup"), 0.0),
+      at_least(key("optim.clip_grad_norm", F, 5.0, "",
+                   "backbone gradient-norm clip (arcface_torch fixes it at 5); 0 disables"),
+               0.0),
+      // train
+      at_least(key("train.batch_size", I, int64_t{128}, "batch_size", "images per rank per step"),
+               1),
+      at_least(key("train.num_epoch", I, int64_t{20}, "num_epoch", "epochs to train"), 1),
+      at_least(key("train.gradient_acc", I, int64_t{1}, "gradient_acc",
+                   "micro-batches accumulated per optimizer step"),
+               1),
+      key("train.seed", I, int64_t{2048}, "seed", "seed of every random stream of the run"),
+      one_of(key("train.amp", S, std::string("none"), "fp16",
+                 "mixed precision on GPU: none, bf16, or fp16 with a dynamic loss scale"),
+             {"none", "bf16", "fp16"}),
+      at_least(key("train.frequent", I, int64_t{10}, "frequent", "steps between progress lines"),
+               1),
+      at_least(key("train.verbose", I, int64_t{2000}, "verbose", "steps between verification runs"),
+               1),
+      key("train.output", S, std::string("output"), "output", "run folder"),
+      at_least(key("train.checkpoint_every", I, int64_t{2000}, "",
+                   "steps between checkpoints (one is always written at the end)"),
+               1),
+      at_least(key("train.checkpoint_keep", I, int64_t{3}, "save_all_states",
+                   "checkpoints kept; older ones are deleted"),
+               1),
+      at_least(key("train.max_nonfinite", I, int64_t{10}, "",
+                   "consecutive NaN/inf losses that stop the run"),
+               1),
+      // eval
+      key("eval.val_targets", SL, std::vector<std::string>{"lfw", "cfp_fp", "agedb_30"},
+          "val_targets", "verification sets: names looked up in eval.val_dir, or paths"),
+      key("eval.val_dir", S, std::string(""), "", "folder holding NAME.h5 verification sets"),
+      at_least(key("eval.batch_size", I, int64_t{64}, "", "images per forward in evaluation"), 1),
+      // dist
+      one_of(key("dist.backend", S, std::string("auto"), "",
+                 "auto (nccl on GPU, mpi on CPU, local for one process), local, mpi, nccl"),
+             {"auto", "local", "mpi", "nccl"}),
+      at_least(key("dist.timeout_s", F, 600.0, "",
+                   "deadline of every collective; a missed one aborts the job"),
+               0.0, true),
+      at_least(key("dist.bucket_mb", F, 25.0, "", "gradient all-reduce bucket size in MB"), 0.0,
+               true),
+      // log
+      one_of(key("log.level", S, std::string("info"), "", "debug, info, warn or error"),
+             {"debug", "info", "warn", "error"}),
+      one_of(key("log.console", S, std::string("rank0"), "",
+                 "which ranks print to the console: rank0 (others print errors only) or all"),
+             {"rank0", "all"}),
+      key("log.tensorboard", B, true, "", "write TensorBoard scalar event files"),
+  };
+}
+
+const ConfigSchema& ConfigSchema::instance() {
+  static const ConfigSchema schema;
+  return schema;
+}
+
+const ConfigKey* ConfigSchema::find(std::string_view name) const {
+  for (const auto& k : keys_) {
+    if (k.name == name) return &k;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> ConfigSchema::sections() const {
+  std::vector<std::string> out;
+  for (const auto& k : keys_) {
+    std::string section = k.name.substr(0, k.name.find('.'));
+    if (std::find(out.begin(), out.end(), section) == out.end()) out.push_back(section);
+  }
+  return out;
+}
+
+std::string ConfigSchema::nearest(std::string_view name) const {
+  const std::string_view leaf = name.substr(name.rfind('.') + 1);
+  std::string best;
+  std::size_t best_distance = static_cast<std::size_t>(-1);
+  for (const auto& k : keys_) {
+    const std::string_view k_leaf = std::string_view(k.name).substr(k.name.rfind('.') + 1);
+    // A right leaf in the wrong section (or none) is the likeliest slip, so it weighs most.
+    const std::size_t d = std::min(edit_distance(name, k.name), edit_distance(leaf, k_leaf) + 1);
+    if (d < best_distance) {
+      best_distance = d;
+      best = k.name;
+    }
+  }
+  return best;
+}
+
+}  // namespace facetrain

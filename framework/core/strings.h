@@ -1,0 +1,19 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace facetrain {
+
+// Levenshtein edit distance (insertions, deletions, substitutions each cost 1).
+std::size_t edit_distance(std::string_view a, std::string_view b);
+
+// The candidate nearest to `word` by edit distance; ties go to the earlier candidate.
+// Empty when there are no candidates.
+std::string nearest_word(std::string_view word, const std::vector<std::string>& candidates);
+
+// `items` joined by `sep`.
+std::string join(const std::vector<std::string>& items, std::string_view sep);
+
+}  // namespace facetrain

@@ -1,0 +1,49 @@
+#pragma once
+
+#include <mpi.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "framework/distributed/communicator.h"
+
+namespace facetrain::dist {
+
+// Communicator over MPI for CPU tensors. Each collective is issued non-blocking (MPI_Iallreduce,
+// MPI_Iallgatherv, MPI_Ireduce_scatter_block, MPI_Ibcast, MPI_Ibarrier) and polled until it
+// completes or `timeout` passes; on timeout it throws DistError and the communicator is marked
+// broken. bfloat16 and float16 are reduced in float32 (exact for sums of up to 2^16 terms of
+// bfloat16 values). Works on its own duplicate of `comm`, with errors returned, not fatal.
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeout);
+  ~MpiCommunicator() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string backend() const override { return "mpi"; }
+
+  void all_reduce(at::Tensor& tensor, ReduceOp op) override;
+  at::Tensor all_gather(const at::Tensor& tensor) override;
+  at::Tensor reduce_scatter(const at::Tensor& input, ReduceOp op) override;
+  void broadcast(at::Tensor& tensor, int root) override;
+  void barrier() override;
+
+  std::chrono::milliseconds timeout() const { return timeout_; }
+
+ private:
+  // Polls `request` until done; throws DistError naming `what` once the deadline passes.
+  void wait(MPI_Request& request, const std::string& what);
+  // Throws if an earlier collective failed; returns the sequence number of this one.
+  std::uint64_t begin(const char* name);
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int size_ = 1;
+  std::chrono::milliseconds timeout_;
+  std::uint64_t sequence_ = 0;
+  std::string broken_;  // why the communicator can no longer be used; empty while healthy
+};
+
+}  // namespace facetrain::dist

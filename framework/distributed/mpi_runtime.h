@@ -1,0 +1,66 @@
+#pragma once
+
+#include <c10/core/Device.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "framework/distributed/communicator.h"
+
+namespace facetrain::dist {
+
+// Where this process sits in the job, as the launcher (mpirun, srun, or nothing) set it up.
+struct LaunchEnv {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;  // rank among the processes on this host (MPI_COMM_TYPE_SHARED)
+  int local_size = 1;
+  std::string hostname;
+};
+
+// Owns MPI for the life of the process: initialises it (MPI_THREAD_MULTIPLE when offered) unless
+// already initialised, reads the launch environment, and finalises on destruction. A process
+// started without a launcher is a world of one (MPI singleton). Create one per process, in main.
+class MpiRuntime {
+ public:
+  MpiRuntime(int* argc, char*** argv);
+  ~MpiRuntime();
+  MpiRuntime(const MpiRuntime&) = delete;
+  MpiRuntime& operator=(const MpiRuntime&) = delete;
+
+  const LaunchEnv& env() const { return env_; }
+
+  // True between MPI_Init and MPI_Finalize (of any MpiRuntime or of code outside facetrain).
+  static bool active();
+  // Ends every rank of the job with `code` (MPI_Abort on MPI_COMM_WORLD). Used when one rank
+  // fails, so the others do not wait for it. Falls back to std::_Exit when MPI is not active.
+  [[noreturn]] static void abort(int code);
+
+ private:
+  LaunchEnv env_;
+  bool owns_mpi_ = false;
+};
+
+// The communicator a run asked for: "local" (world of one), "mpi" (CPU tensors), or "auto": mpi
+// when the world has more than one rank, else local. "nccl" is rejected with a ConfigError
+// until this build has an NCCL communicator. Collectives time out after `timeout_s`.
+std::shared_ptr<Communicator> make_communicator(std::string_view backend, const LaunchEnv& env,
+                                                double timeout_s);
+
+// The device of this rank: "cpu", "cuda" (GPU number local_rank) or "auto" (cuda when a GPU is
+// visible, else cpu). Throws Error when a GPU is asked for and none is visible, or when the
+// host runs more ranks than it has GPUs (naming the local rank and the GPU count).
+c10::Device choose_device(std::string_view want, const LaunchEnv& env);
+
+}  // namespace facetrain::dist
+
+namespace facetrain::dist {
+
+// The end of a process that caught `e` at the top: logs the one-line message (torch's C++
+// backtrace only when `verbose`), and when this process is one rank of several, aborts the
+// whole job so no other rank waits for it. Returns the exit code (see exit_code_for) when it
+// does not abort.
+int finish_with_error(const std::exception& e, bool verbose);
+
+}  // namespace facetrain::dist
