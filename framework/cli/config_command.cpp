@@ -2,8 +2,39 @@
 
 #include "framework/cli/commands.h"
 #include "framework/config/config.h"
+#include "framework/core/strings.h"
 
 namespace facetrain::cli {
+
+namespace {
+
+// A key's constraints in words: "> 0", "[0, 1)", "sgd | adamw", "3 elements".
+std::string constraint_text(const ConfigKey& k) {
+  std::vector<std::string> parts;
+  if (k.min && k.max) {
+    parts.push_back(fmt::format("{}{}, {}{}", k.min_exclusive ? "(" : "[", *k.min, *k.max,
+                                k.max_exclusive ? ")" : "]"));
+  } else if (k.min) {
+    parts.push_back(fmt::format("{} {}", k.min_exclusive ? ">" : ">=", *k.min));
+  } else if (k.max) {
+    parts.push_back(fmt::format("{} {}", k.max_exclusive ? "<" : "<=", *k.max));
+  }
+  if (!k.choices.empty()) parts.push_back(join(k.choices, " \\| "));
+  if (k.length) parts.push_back(fmt::format("{} elements", *k.length));
+  return join(parts, "; ");
+}
+
+void print_keys_markdown() {
+  fmt::print("| key | type | default | allowed | arcface_torch | meaning |\n");
+  fmt::print("|---|---|---|---|---|---|\n");
+  for (const auto& k : ConfigSchema::instance().keys()) {
+    fmt::print("| `{}` | {} | `{}` | {} | {} | {} |\n", k.name, type_name(k.type),
+               to_toml_value(k.default_value), constraint_text(k),
+               k.arcface_key.empty() ? std::string("—") : "`" + k.arcface_key + "`", k.help);
+  }
+}
+
+}  // namespace
 
 void add_config_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, Action>>& out) {
   auto* config = app.add_subcommand("config", "Inspect configurations");
@@ -20,6 +51,13 @@ void add_config_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*
   show->add_option("--set", args->sets, "Override one key: section.key=value (repeatable)");
   show->add_flag("--origins", args->origins,
                  "Follow each value with a comment saying where it came from");
+  auto* keys = config->add_subcommand(
+      "keys", "List every configuration key with its type, default, allowed values and its "
+              "arcface_torch name, as a Markdown table");
+  out.emplace_back(keys, [] {
+    print_keys_markdown();
+    return 0;
+  });
   out.emplace_back(show, [args] {
     Config cfg = args->file.empty() ? Config() : Config::from_file(args->file);
     cfg.apply_overrides(args->sets);

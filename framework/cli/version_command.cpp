@@ -5,6 +5,7 @@
 
 #include "framework/cli/commands.h"
 #include "framework/cli/version.h"
+#include "framework/distributed/nccl_info.h"
 
 namespace facetrain::cli {
 
@@ -18,7 +19,10 @@ void add_version_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App
     mpi = mpi.substr(0, mpi.find_first_of(",\n"));
     fmt::print("facetrain {}\n", kVersion);
     fmt::print("  torch {} ({} build)\n", TORCH_VERSION, kWithCuda ? "CUDA" : "CPU-only");
-    fmt::print("  CUDA/NCCL code paths: {}\n", kWithCuda ? "compiled" : "not compiled");
+    fmt::print("  FACETRAIN_WITH_CUDA: {}\n", kWithCuda ? "on" : "off");
+#ifdef FACETRAIN_WITH_CUDA
+    fmt::print("  NCCL: {}\n", dist::nccl_version());
+#endif
     fmt::print("  GPUs visible: {}\n",
                torch::cuda::is_available() ? torch::cuda::device_count() : 0);
     fmt::print("  MPI: {}\n", mpi);

@@ -120,7 +120,7 @@ ConfigSchema::ConfigSchema() {
       at_least(key("train.checkpoint_every", I, int64_t{2000}, "",
                    "steps between checkpoints (one is always written at the end)"),
                1),
-      at_least(key("train.checkpoint_keep", I, int64_t{3}, "save_all_states",
+      at_least(key("train.checkpoint_keep", I, int64_t{3}, "",
                    "checkpoints kept; older ones are deleted"),
                1),
       at_least(key("train.max_nonfinite", I, int64_t{10}, "",

@@ -113,6 +113,24 @@ TEST_F(CliTest, BadOverrideExitsTwo) {
   EXPECT_NE(r.out.find("optim.momentum = 2.0: must be < 1"), std::string::npos) << r.out;
 }
 
+TEST_F(CliTest, ConfigKeysListsEveryKeyAndDocsCarryTheSameTable) {
+  const Exec keys = run("config keys", false);
+  ASSERT_EQ(keys.code, 0);
+  for (const char* key : {"`model.network`", "`loss.margin_list`", "`optim.lr`",
+                          "`train.batch_size`", "`dist.timeout_s`", "`log.level`"}) {
+    EXPECT_NE(keys.out.find(key), std::string::npos) << key;
+  }
+  EXPECT_NE(keys.out.find("| `optim.lr` | float | `0.1` | > 0 | `lr` |"), std::string::npos)
+      << keys.out;
+  const char* src = std::getenv("FACETRAIN_SOURCE_DIR");
+  ASSERT_NE(src, nullptr);
+  std::ifstream doc(std::filesystem::path(src) / "docs" / "config.md");
+  ASSERT_TRUE(doc.good());
+  const std::string text((std::istreambuf_iterator<char>(doc)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find(keys.out), std::string::npos)
+      << "docs/config.md is out of date: paste the output of `facetrain config keys` into it";
+}
+
 TEST_F(CliTest, EnvAloneIsAWorldOfOne) {
   const Exec r = run("env --check --check-mb 1");
   EXPECT_EQ(r.code, 0) << r.out;
