@@ -10,7 +10,6 @@ if [ ! -f "$FACETRAIN_BUILD/build.ninja" ] || [ $# -gt 0 ]; then
     -DCMAKE_PREFIX_PATH="$torch_prefix" \
     -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
     -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache \
-    -DPython3_EXECUTABLE="$FACETRAIN_VENV/bin/python" \
     "$@"
 fi
 cmake --build "$FACETRAIN_BUILD" -j "${FACETRAIN_JOBS:-2}"

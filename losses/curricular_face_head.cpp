@@ -1,0 +1,39 @@
+#include "losses/curricular_face_head.h"
+
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace facetrain::losses {
+
+CurricularFaceHeadImpl::CurricularFaceHeadImpl(double scale, double margin, double alpha,
+                                               double interclass_filtering_threshold)
+    : MarginHeadImpl(scale, interclass_filtering_threshold), margin_(margin), alpha_(alpha) {
+  require(margin >= 0 && margin < M_PI, "CurricularFace", "m", margin, "in [0, pi)");
+  require(alpha > 0 && alpha <= 1, "CurricularFace", "alpha", alpha, "in (0, 1]");
+  t_ = register_buffer("t", torch::zeros({1}, torch::kFloat));
+}
+
+at::Tensor CurricularFaceHeadImpl::forward(const HeadInput& input) {
+  const at::Tensor cosine = filtered(input);
+  const at::Tensor valid = input.labels >= 0;
+  const at::Tensor target = gather_target(cosine, input.labels);
+  const at::Tensor target_m =
+      angular_margin_cos(target, 1.0, at::full({}, margin_, target.options()));
+  if (is_training()) {
+    torch::NoGradGuard no_grad;
+    if (valid.any().item<bool>()) {
+      const at::Tensor mean = target.detach().masked_select(valid).mean().to(t_.scalar_type());
+      t_.mul_(1.0 - alpha_).add_(mean * alpha_);
+    }
+  }
+  const at::Tensor t = t_.to(cosine.scalar_type());
+  // Rows whose class is elsewhere have no target to compare against: nothing is hard there.
+  const at::Tensor bar = at::where(valid, target_m.detach(), at::full({}, 2.0, target.options()));
+  const at::Tensor hard = cosine > bar.unsqueeze(1);
+  const at::Tensor modulated = at::where(hard, cosine * (t + cosine), cosine);
+  return replace_target(modulated, input.labels, target_m) * scale_;
+}
+
+}  // namespace facetrain::losses

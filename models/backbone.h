@@ -1,0 +1,62 @@
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace facetrain::models {
+
+// Options every backbone takes.
+struct BackboneOptions {
+  // Length of the embedding (> 0).
+  TORCH_ARG(std::int64_t, embedding_size) = 512;
+  // Dropout before the embedding FC, in [0, 1) (iresnet only, as in insightface).
+  TORCH_ARG(double, dropout) = 0.0;
+};
+
+// A face-embedding network: float images [N, 3, 112, 112] (RGB, normalised to [-1, 1]) to
+// embeddings [N, embedding_size]. Parameter and buffer names and shapes match insightface's
+// arcface_torch definitions, so state dicts map one-to-one. Under autocast the embedding head
+// (iresnet: the fc and features layers; mbf: conv_sep and features) runs in float32, as there.
+class BackboneImpl : public torch::nn::Module {
+ public:
+  virtual at::Tensor forward(at::Tensor images) = 0;
+  virtual std::int64_t embedding_size() const = 0;
+  virtual std::string network() const = 0;
+};
+
+// The registered names: iresnet18, iresnet34, iresnet50, iresnet100, iresnet200, mbf.
+std::vector<std::string> backbone_names();
+
+// A new backbone with insightface's initialisation. An unknown name throws ConfigError listing
+// the known ones; invalid options throw ConfigError naming the option.
+std::shared_ptr<BackboneImpl> make_backbone(const std::string& name,
+                                            const BackboneOptions& options = {});
+
+// Number of elements of all parameters (trainable or not).
+std::int64_t parameter_count(const torch::nn::Module& module);
+
+namespace detail {
+
+// Runs the enclosed code with autocast off for `device_type`, restoring the previous state on
+// exit: the embedding heads stay in float32 inside an autocast region.
+class AutocastOff {
+ public:
+  explicit AutocastOff(c10::DeviceType device_type);
+  ~AutocastOff();
+  AutocastOff(const AutocastOff&) = delete;
+  AutocastOff& operator=(const AutocastOff&) = delete;
+
+ private:
+  c10::DeviceType device_type_;
+  bool was_enabled_;
+};
+
+// `x` in float32 when it is float16 or bfloat16 (autocast output); unchanged otherwise.
+at::Tensor to_float32_if_reduced(const at::Tensor& x);
+
+}  // namespace detail
+}  // namespace facetrain::models
