@@ -1,0 +1,147 @@
+#include "models/state_dict.h"
+
+#include <ATen/core/Dict.h>
+#include <caffe2/serialize/inline_container.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
+#include <torch/serialize.h>
+#include <torch/torch.h>
+
+#include <fstream>
+#include <iterator>
+
+#include "framework/core/atomic_file.h"
+#include "framework/core/error.h"
+
+namespace facetrain::models {
+namespace {
+
+std::string shape(const at::Tensor& t) {
+  return fmt::format("[{}]", fmt::join(t.sizes(), ", "));
+}
+
+std::string listing(const std::vector<std::string>& items, std::size_t limit = 8) {
+  std::vector<std::string> shown(items.begin(),
+                                 items.begin() + static_cast<long>(std::min(limit, items.size())));
+  std::string out = fmt::format("{}", fmt::join(shown, ", "));
+  if (items.size() > limit) out += fmt::format(", … ({} more)", items.size() - limit);
+  return out;
+}
+
+}  // namespace
+
+NamedTensors state_dict(const torch::nn::Module& module) {
+  NamedTensors out;
+  for (const auto& p : module.named_parameters()) out.emplace_back(p.key(), p.value());
+  for (const auto& b : module.named_buffers()) out.emplace_back(b.key(), b.value());
+  return out;
+}
+
+void load_state_dict(torch::nn::Module& module, const std::map<std::string, at::Tensor>& tensors,
+                     const std::string& source) {
+  const NamedTensors mine = state_dict(module);
+  std::vector<std::string> missing, misshaped, unexpected;
+  std::map<std::string, bool> known;
+  for (const auto& [name, t] : mine) {
+    known[name] = true;
+    const auto it = tensors.find(name);
+    if (it == tensors.end()) {
+      missing.push_back(name);
+    } else if (it->second.sizes() != t.sizes()) {
+      misshaped.push_back(fmt::format("{} (file {}, model {})", name, shape(it->second), shape(t)));
+    }
+  }
+  for (const auto& [name, t] : tensors) {
+    if (!known.count(name)) unexpected.push_back(name);
+  }
+  if (!missing.empty() || !misshaped.empty() || !unexpected.empty()) {
+    std::vector<std::string> parts;
+    if (!missing.empty()) {
+      parts.push_back(fmt::format("{} missing: {}", missing.size(), listing(missing)));
+    }
+    if (!unexpected.empty()) {
+      parts.push_back(fmt::format("{} unexpected: {}", unexpected.size(), listing(unexpected)));
+    }
+    if (!misshaped.empty()) {
+      parts.push_back(fmt::format("{} mis-shaped: {}", misshaped.size(), listing(misshaped)));
+    }
+    throw CheckpointError(
+        fmt::format("{}: the weights do not fit the model: {}", source, fmt::join(parts, "; ")));
+  }
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, t] : mine) {
+    const at::Tensor& src = tensors.at(name);
+    at::Tensor dst = t;  // shares storage with the module's tensor
+    dst.copy_(src.to(dst.scalar_type()));
+  }
+}
+
+std::map<std::string, at::Tensor> read_state_dict(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw CheckpointError(fmt::format("{}: cannot open the weights file", file.string()));
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
+                                std::istreambuf_iterator<char>());
+  c10::IValue value;
+  try {
+    value = torch::pickle_load(bytes);
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    if (const auto* c10_error = dynamic_cast<const c10::Error*>(&e)) {
+      why = c10_error->what_without_backtrace();
+    }
+    // LibTorch's unpickler builds an OrderedDict (what state_dict() returns) as None and then
+    // fails to fill it: say how to re-save instead of echoing the internal assertion.
+    if (why.find("Expected GenericDict but got None") != std::string::npos) {
+      throw CheckpointError(fmt::format(
+          "{}: holds an OrderedDict (what state_dict() returns), which LibTorch cannot "
+          "unpickle; re-save it as a plain dict: torch.save(dict(model.state_dict()), path)",
+          file.string()));
+    }
+    throw CheckpointError(fmt::format("{}: not a readable torch.save file ({} bytes): {}",
+                                      file.string(), bytes.size(), why.substr(0, why.find('\n'))));
+  }
+  if (!value.isGenericDict()) {
+    throw CheckpointError(
+        fmt::format("{}: expected a dict of tensors, found {}", file.string(), value.tagKind()));
+  }
+  std::map<std::string, at::Tensor> out;
+  for (const auto& entry : value.toGenericDict()) {
+    if (!entry.key().isString() || !entry.value().isTensor()) {
+      throw CheckpointError(
+          fmt::format("{}: expected a dict from names to tensors, found an "
+                      "entry {} -> {}",
+                      file.string(), entry.key().tagKind(), entry.value().tagKind()));
+    }
+    out.emplace(entry.key().toStringRef(), entry.value().toTensor());
+  }
+  return out;
+}
+
+void write_state_dict(const std::filesystem::path& file, const NamedTensors& tensors) {
+  c10::Dict<std::string, at::Tensor> dict;
+  for (const auto& [name, t] : tensors) dict.insert(name, t.detach().cpu().contiguous());
+  // What torch::pickle_save does, but without tagging the dict with its TorchScript type: that
+  // tag (torch.jit._pickle.restore_type_tag) makes Python's torch.load(weights_only=True), the
+  // default since torch 2.6, refuse the file.
+  std::vector<char> pickle;
+  torch::jit::Pickler pickler(
+      [&](const char* data, std::size_t size) { pickle.insert(pickle.end(), data, data + size); },
+      /*tensor_table=*/nullptr, /*type_renamer=*/nullptr, /*memoized_class_types=*/nullptr,
+      /*get_tensor_id=*/nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(c10::IValue(dict));
+  pickler.stop();
+  std::string container;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, std::size_t size) {
+    container.append(static_cast<const char*>(data), size);
+    return size;
+  });
+  torch::jit::writeArchiveAndTensors("data", pickle.data(), pickle.size(), pickler.tensorData(),
+                                     writer);
+  writer.writeEndOfFile();
+  write_file_atomic(file, container);
+}
+
+}  // namespace facetrain::models

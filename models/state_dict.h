@@ -1,0 +1,37 @@
+#pragma once
+
+#include <torch/nn/module.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace facetrain::models {
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+// Every parameter, then every buffer, of `module` under its dotted name ("layer1.0.bn1.weight",
+// "layer1.0.bn1.num_batches_tracked"), in registration order — insightface's names for our
+// backbones.
+NamedTensors state_dict(const torch::nn::Module& module);
+
+// Copies `tensors` into `module`'s parameters and buffers (converted to their dtype and device).
+// The keys must be exactly the module's, with the same shapes; otherwise nothing is changed and
+// CheckpointError lists, for `source`, the missing keys, the unexpected keys and the mis-shaped
+// ones with both shapes.
+void load_state_dict(torch::nn::Module& module, const std::map<std::string, at::Tensor>& tensors,
+                     const std::string& source);
+
+// Reads a file written by Python's `torch.save(dict_of_tensors, path)` (or write_state_dict):
+// a plain dict from names to CPU tensors. An OrderedDict — what `model.state_dict()` returns —
+// cannot be read by LibTorch's unpickler; the CheckpointError then says how to re-save it.
+// Missing, truncated or foreign files throw CheckpointError naming the file.
+std::map<std::string, at::Tensor> read_state_dict(const std::filesystem::path& file);
+
+// Writes `tensors` as a dict of CPU tensors in torch.save's format, which Python's torch.load
+// reads; atomically (see write_file_atomic).
+void write_state_dict(const std::filesystem::path& file, const NamedTensors& tensors);
+
+}  // namespace facetrain::models

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds and runs the benchmarks; each prints its figures and ratios against a baseline measured
+# in the same run. usage: scripts/bench.sh [backbone] [ARGS...]
+set -euo pipefail
+here=$(dirname "${BASH_SOURCE[0]}")
+bash "$here/setup.sh" >/dev/null
+bash "$here/build.sh" >/dev/null
+source "$here/env.sh"
+which=${1:-all}
+[ $# -gt 0 ] && shift
+if [ "$which" = all ] || [ "$which" = backbone ]; then
+  echo "== backbones: CPU forward+backward"
+  "$FACETRAIN_BUILD/tests/bench/backbone_bench" "$@"
+fi
