@@ -157,6 +157,19 @@ void MpiCommunicator::wait(MPI_Request& request, const std::string& what) {
   }
 }
 
+void MpiCommunicator::in_chunks(const at::Tensor& work, const std::string& what,
+                                const std::function<int(void*, int, MPI_Request*)>& issue) {
+  const std::int64_t total = work.numel();
+  const std::int64_t chunk = INT_MAX / 2;
+  auto* base = static_cast<char*>(work.data_ptr());
+  for (std::int64_t offset = 0; offset < total; offset += chunk) {
+    const int count = static_cast<int>(std::min(chunk, total - offset));
+    MPI_Request request;
+    FT_CHECK_MPI(issue(base + offset * work.element_size(), count, &request));
+    wait(request, what);
+  }
+}
+
 void MpiCommunicator::all_reduce(at::Tensor& tensor, ReduceOp op) {
   const auto seq = begin("all_reduce");
   const std::string what =
@@ -169,16 +182,9 @@ void MpiCommunicator::all_reduce(at::Tensor& tensor, ReduceOp op) {
   }
   at::Tensor work = tensor.to(reduction_dtype(tensor.scalar_type())).contiguous();
   const MPI_Datatype type = *transport_type(work.scalar_type());
-  const std::int64_t total = work.numel();
-  const std::int64_t chunk = INT_MAX / 2;
-  auto* base = static_cast<char*>(work.data_ptr());
-  for (std::int64_t offset = 0; offset < total; offset += chunk) {
-    const int count = static_cast<int>(std::min(chunk, total - offset));
-    MPI_Request request;
-    FT_CHECK_MPI(MPI_Iallreduce(MPI_IN_PLACE, base + offset * work.element_size(), count, type,
-                                mpi_op(op), comm_, &request));
-    wait(request, what);
-  }
+  in_chunks(work, what, [&](void* data, int count, MPI_Request* request) {
+    return MPI_Iallreduce(MPI_IN_PLACE, data, count, type, mpi_op(op), comm_, request);
+  });
   if (op == ReduceOp::kAvg) work.div_(size_);
   if (work.data_ptr() != tensor.data_ptr()) tensor.copy_(work);
 }
@@ -271,16 +277,9 @@ void MpiCommunicator::broadcast(at::Tensor& tensor, int root) {
   }
   if (tensor.numel() == 0 || size_ == 1) return;
   at::Tensor work = tensor.contiguous();
-  const std::int64_t total = work.numel();
-  const std::int64_t chunk = INT_MAX / 2;
-  auto* base = static_cast<char*>(work.data_ptr());
-  for (std::int64_t offset = 0; offset < total; offset += chunk) {
-    const int count = static_cast<int>(std::min(chunk, total - offset));
-    MPI_Request request;
-    FT_CHECK_MPI(
-        MPI_Ibcast(base + offset * work.element_size(), count, type, root, comm_, &request));
-    wait(request, what);
-  }
+  in_chunks(work, what, [&](void* data, int count, MPI_Request* request) {
+    return MPI_Ibcast(data, count, type, root, comm_, request);
+  });
   if (work.data_ptr() != tensor.data_ptr()) tensor.copy_(work);
 }
 

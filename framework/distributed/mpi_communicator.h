@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "framework/distributed/communicator.h"
@@ -35,6 +36,11 @@ class MpiCommunicator final : public Communicator {
  private:
   // Polls `request` until done; throws DistError naming `what` once the deadline passes.
   void wait(MPI_Request& request, const std::string& what);
+  // Runs `issue` (a non-blocking MPI call on a part of `work`, returning its MPI code) for each
+  // run of at most INT_MAX/2 elements of contiguous `work` (MPI counts are ints), waiting for
+  // each in turn.
+  void in_chunks(const at::Tensor& work, const std::string& what,
+                 const std::function<int(void*, int, MPI_Request*)>& issue);
   // Throws if an earlier collective failed; returns the sequence number of this one.
   std::uint64_t begin(const char* name);
 

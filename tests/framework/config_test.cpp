@@ -8,20 +8,14 @@
 
 #include "framework/core/error.h"
 #include "framework/core/strings.h"
+#include "tests/support/thrown_message.h"
 
 namespace facetrain {
 namespace {
 
-// The ConfigError message of `f`, or a failure when it does not throw one.
 template <typename F>
 std::string config_error(F&& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a ConfigError";
-  return {};
+  return test::thrown_message<ConfigError>(std::forward<F>(f));
 }
 
 TEST(StringsTest, EditDistanceClosedForms) {

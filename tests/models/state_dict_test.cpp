@@ -14,6 +14,7 @@
 #include "framework/core/error.h"
 #include "models/backbone.h"
 #include "models/state_dict.h"
+#include "tests/support/thrown_message.h"
 
 namespace facetrain::models {
 namespace {
@@ -33,13 +34,7 @@ int python(const std::string& args) {
 
 template <typename F>
 std::string checkpoint_error(F&& f) {
-  try {
-    f();
-  } catch (const CheckpointError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a CheckpointError";
-  return {};
+  return test::thrown_message<CheckpointError>(std::forward<F>(f));
 }
 
 class StateDictTest : public ::testing::Test {
