@@ -78,6 +78,18 @@ void load_state_dict(torch::nn::Module& module, const std::map<std::string, at::
   }
 }
 
+std::int64_t embedding_size_in(const std::string& network,
+                               const std::map<std::string, at::Tensor>& tensors,
+                               const std::string& source) {
+  const std::string key = network == "mbf" ? "features.layers.2.weight" : "fc.weight";
+  const auto it = tensors.find(key);
+  if (it == tensors.end() || it->second.dim() != 2) {
+    throw CheckpointError(fmt::format("{}: no 2-D {} in the weights: not a {} state dict", source,
+                                      key, network));
+  }
+  return it->second.size(0);
+}
+
 std::map<std::string, at::Tensor> read_state_dict(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) throw CheckpointError(fmt::format("{}: cannot open the weights file", file.string()));

@@ -24,6 +24,12 @@ NamedTensors state_dict(const torch::nn::Module& module);
 void load_state_dict(torch::nn::Module& module, const std::map<std::string, at::Tensor>& tensors,
                      const std::string& source);
 
+// The embedding length stored in a backbone's weights (iresnet: fc.weight's rows; mbf:
+// features.layers.2.weight's rows); CheckpointError naming `source` when the key is absent.
+std::int64_t embedding_size_in(const std::string& network,
+                               const std::map<std::string, at::Tensor>& tensors,
+                               const std::string& source);
+
 // Reads a file written by Python's `torch.save(dict_of_tensors, path)` (or write_state_dict):
 // a plain dict from names to CPU tensors. An OrderedDict — what `model.state_dict()` returns —
 // cannot be read by LibTorch's unpickler; the CheckpointError then says how to re-save it.

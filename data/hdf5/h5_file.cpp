@@ -1,0 +1,197 @@
+#include "data/hdf5/h5_file.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <memory>
+
+#include "framework/core/error.h"
+
+namespace facetrain::data {
+namespace detail {
+
+namespace {
+herr_t innermost(unsigned n, const H5E_error2_t* err, void* out) {
+  if (n == 0) *static_cast<std::string*>(out) = err->desc != nullptr ? err->desc : "";
+  return 0;
+}
+}  // namespace
+
+void throw_h5_error(const char* call, const char* where, int line, const std::string& file) {
+  std::string message;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, innermost, &message);
+  throw DataError(fmt::format("{}: {} failed ({}:{}){}{}", file, call, where, line,
+                              message.empty() ? "" : ": ", message));
+}
+
+}  // namespace detail
+
+namespace {
+
+// Closes an HDF5 handle with its kind's close call (H5Sclose, H5Tclose, H5Dclose, H5Aclose).
+struct Closer {
+  hid_t id;
+  herr_t (*close)(hid_t);
+  ~Closer() {
+    if (id >= 0) close(id);
+  }
+  Closer(const Closer&) = delete;
+  Closer& operator=(const Closer&) = delete;
+};
+
+hid_t memory_type(at::ScalarType t, const std::string& file, const std::string& name) {
+  switch (t) {
+    case at::kByte:
+      return H5T_NATIVE_UINT8;
+    case at::kInt:
+      return H5T_NATIVE_INT32;
+    case at::kLong:
+      return H5T_NATIVE_INT64;
+    case at::kFloat:
+      return H5T_NATIVE_FLOAT;
+    case at::kDouble:
+      return H5T_NATIVE_DOUBLE;
+    default:
+      throw DataError(
+          fmt::format("{}: /{}: dtype {} cannot be stored", file, name, c10::toString(t)));
+  }
+}
+
+void silence_hdf5() {
+  static const bool once = [] {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    return true;
+  }();
+  (void)once;
+}
+
+}  // namespace
+
+H5File H5File::create(const std::filesystem::path& path) {
+  silence_hdf5();
+  const std::string path_ = path.string();
+  const hid_t id = FT_CHECK_H5(H5Fcreate(path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  return H5File(id, path_);
+}
+
+H5File H5File::open(const std::filesystem::path& path) {
+  silence_hdf5();
+  const std::string path_ = path.string();
+  if (!std::filesystem::exists(path)) throw DataError(fmt::format("{}: no such file", path_));
+  const hid_t id = FT_CHECK_H5(H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  return H5File(id, path_);
+}
+
+H5File::H5File(H5File&& other) noexcept : id_(other.id_), path_(std::move(other.path_)) {
+  other.id_ = -1;
+}
+
+H5File::~H5File() {
+  if (id_ >= 0) H5Fclose(id_);
+}
+
+bool H5File::has(const std::string& name) const {
+  return H5Lexists(id_, name.c_str(), H5P_DEFAULT) > 0;
+}
+
+void H5File::write(const std::string& name, const at::Tensor& tensor) {
+  const at::Tensor t = tensor.contiguous().cpu();
+  const hid_t type = memory_type(t.scalar_type(), path_, name);
+  std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
+  Closer space{FT_CHECK_H5(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)),
+               H5Sclose};
+  const hid_t set = FT_CHECK_H5(
+      H5Dcreate2(id_, name.c_str(), type, space.id, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  const herr_t rc =
+      t.numel() > 0 ? H5Dwrite(set, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) : 0;
+  H5Dclose(set);
+  FT_CHECK_H5(rc);
+}
+
+void H5File::write_strings(const std::string& name, const std::vector<std::string>& values) {
+  Closer type{FT_CHECK_H5(H5Tcopy(H5T_C_S1)), H5Tclose};
+  FT_CHECK_H5(H5Tset_size(type.id, H5T_VARIABLE));
+  FT_CHECK_H5(H5Tset_cset(type.id, H5T_CSET_UTF8));
+  const hsize_t n = values.size();
+  Closer space{FT_CHECK_H5(H5Screate_simple(1, &n, nullptr)), H5Sclose};
+  std::vector<const char*> pointers;
+  for (const auto& v : values) pointers.push_back(v.c_str());
+  const hid_t set = FT_CHECK_H5(
+      H5Dcreate2(id_, name.c_str(), type.id, space.id, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  const herr_t rc =
+      n > 0 ? H5Dwrite(set, type.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, pointers.data()) : 0;
+  H5Dclose(set);
+  FT_CHECK_H5(rc);
+}
+
+void H5File::write_attribute(const std::string& name, const std::string& value) {
+  Closer type{FT_CHECK_H5(H5Tcopy(H5T_C_S1)), H5Tclose};
+  FT_CHECK_H5(H5Tset_size(type.id, std::max<std::size_t>(1, value.size())));
+  FT_CHECK_H5(H5Tset_cset(type.id, H5T_CSET_UTF8));
+  Closer space{FT_CHECK_H5(H5Screate(H5S_SCALAR)), H5Sclose};
+  const hid_t attr =
+      FT_CHECK_H5(H5Acreate2(id_, name.c_str(), type.id, space.id, H5P_DEFAULT, H5P_DEFAULT));
+  const std::string padded = value.empty() ? std::string(1, '\0') : value;
+  const herr_t rc = H5Awrite(attr, type.id, padded.data());
+  H5Aclose(attr);
+  FT_CHECK_H5(rc);
+}
+
+at::Tensor H5File::read(const std::string& name) const {
+  if (!has(name)) throw DataError(fmt::format("{}: no dataset /{}", path_, name));
+  const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));
+  Closer closer{set, H5Dclose};
+  Closer space{FT_CHECK_H5(H5Dget_space(set)), H5Sclose};
+  const int rank = FT_CHECK_H5(H5Sget_simple_extent_ndims(space.id));
+  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+  FT_CHECK_H5(H5Sget_simple_extent_dims(space.id, dims.data(), nullptr));
+  Closer stored{FT_CHECK_H5(H5Dget_type(set)), H5Tclose};
+  at::ScalarType dtype;
+  const H5T_class_t cls = H5Tget_class(stored.id);
+  const std::size_t bytes = H5Tget_size(stored.id);
+  if (cls == H5T_FLOAT) {
+    dtype = bytes == 8 ? at::kDouble : at::kFloat;
+  } else if (cls == H5T_INTEGER) {
+    const bool is_signed = H5Tget_sign(stored.id) == H5T_SGN_2;
+    dtype = bytes == 1 && !is_signed ? at::kByte : bytes <= 4 ? at::kInt : at::kLong;
+  } else {
+    throw DataError(fmt::format("{}: /{}: expected a numeric dataset", path_, name));
+  }
+  std::vector<std::int64_t> shape(dims.begin(), dims.end());
+  at::Tensor out = at::empty(shape, dtype);
+  if (out.numel() > 0) {
+    FT_CHECK_H5(H5Dread(set, memory_type(dtype, path_, name), H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                        out.data_ptr()));
+  }
+  return out;
+}
+
+std::vector<std::string> H5File::read_strings(const std::string& name) const {
+  if (!has(name)) throw DataError(fmt::format("{}: no dataset /{}", path_, name));
+  const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));
+  Closer closer{set, H5Dclose};
+  Closer space{FT_CHECK_H5(H5Dget_space(set)), H5Sclose};
+  const hssize_t n = FT_CHECK_H5(H5Sget_simple_extent_npoints(space.id));
+  Closer type{FT_CHECK_H5(H5Tcopy(H5T_C_S1)), H5Tclose};
+  FT_CHECK_H5(H5Tset_size(type.id, H5T_VARIABLE));
+  FT_CHECK_H5(H5Tset_cset(type.id, H5T_CSET_UTF8));
+  std::vector<char*> pointers(static_cast<std::size_t>(n), nullptr);
+  std::vector<std::string> out;
+  if (n == 0) return out;
+  FT_CHECK_H5(H5Dread(set, type.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, pointers.data()));
+  for (char* p : pointers) out.emplace_back(p != nullptr ? p : "");
+  H5Dvlen_reclaim(type.id, space.id, H5P_DEFAULT, pointers.data());
+  return out;
+}
+
+std::string H5File::read_attribute(const std::string& name) const {
+  const hid_t attr = FT_CHECK_H5(H5Aopen(id_, name.c_str(), H5P_DEFAULT));
+  Closer closer{attr, H5Aclose};
+  Closer stored{FT_CHECK_H5(H5Aget_type(attr)), H5Tclose};
+  const std::size_t size = H5Tget_size(stored.id);
+  std::string value(size, '\0');
+  FT_CHECK_H5(H5Aread(attr, stored.id, value.data()));
+  return value.substr(0, value.find('\0'));
+}
+
+}  // namespace facetrain::data

@@ -1,0 +1,57 @@
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <hdf5.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace facetrain::data {
+
+namespace detail {
+// Throws DataError with the HDF5 call, its location, `file` and HDF5's own innermost message.
+[[noreturn]] void throw_h5_error(const char* call, const char* where, int line,
+                                 const std::string& file);
+}  // namespace detail
+
+// Checks an HDF5 call's result (negative means failure); `path_` names the file in the error.
+#define FT_CHECK_H5(call)                                                          \
+  ([&]() {                                                                         \
+    const auto ft_h5_rc_ = (call);                                                 \
+    if (ft_h5_rc_ < 0)                                                             \
+      ::facetrain::data::detail::throw_h5_error(#call, __FILE__, __LINE__, path_); \
+    return ft_h5_rc_;                                                              \
+  }())
+
+// An open HDF5 file (C API), closed on destruction. Datasets are whole tensors (uint8, int32,
+// int64, float32, float64) or lists of variable-length strings; attributes are strings.
+// HDF5's own error printing is turned off: failures become DataError naming the file.
+class H5File {
+ public:
+  static H5File create(const std::filesystem::path& path);  // truncates
+  static H5File open(const std::filesystem::path& path);    // read-only
+  ~H5File();
+  H5File(H5File&& other) noexcept;
+  H5File(const H5File&) = delete;
+  H5File& operator=(const H5File&) = delete;
+  H5File& operator=(H5File&&) = delete;
+
+  const std::string& path() const { return path_; }
+  bool has(const std::string& name) const;
+
+  void write(const std::string& name, const at::Tensor& tensor);
+  void write_strings(const std::string& name, const std::vector<std::string>& values);
+  void write_attribute(const std::string& name, const std::string& value);
+
+  at::Tensor read(const std::string& name) const;
+  std::vector<std::string> read_strings(const std::string& name) const;
+  std::string read_attribute(const std::string& name) const;
+
+ private:
+  H5File(hid_t id, std::string path) : id_(id), path_(std::move(path)) {}
+  hid_t id_ = -1;
+  std::string path_;
+};
+
+}  // namespace facetrain::data

@@ -1,0 +1,118 @@
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include "data/hdf5/h5_file.h"
+#include "data/image/image_files.h"
+#include "data/image/jpeg_codec.h"
+#include "framework/cli/commands.h"
+#include "framework/core/error.h"
+#include "framework/log/logger.h"
+#include "models/embedding.h"
+#include "models/state_dict.h"
+
+namespace facetrain::cli {
+namespace {
+
+struct EmbedArgs {
+  std::string weights;
+  std::string network;
+  std::string input;
+  std::string out;
+  std::int64_t batch_size = 64;
+  std::int64_t image_size = 112;
+  bool flip = false;
+  bool normalize = false;
+};
+
+int run_embed(const EmbedArgs& args) {
+  namespace fs = std::filesystem;
+  const auto known = models::backbone_names();
+  if (std::find(known.begin(), known.end(), args.network) == known.end()) {
+    models::make_backbone(args.network);  // throws the unknown-network error with the list
+  }
+  const auto weights = models::read_state_dict(args.weights);
+  auto backbone = models::make_backbone(
+      args.network, models::BackboneOptions().embedding_size(
+                        models::embedding_size_in(args.network, weights, args.weights)));
+  models::load_state_dict(*backbone, weights, args.weights);
+  const auto files = data::list_jpeg_files(args.input);
+  const fs::path root =
+      fs::is_directory(args.input) ? fs::path(args.input) : fs::path(args.input).parent_path();
+
+  data::JpegCodec codec;
+  std::vector<at::Tensor> embeddings;
+  std::vector<std::string> names;
+  const auto start = std::chrono::steady_clock::now();
+  for (std::size_t first = 0; first < files.size();
+       first += static_cast<std::size_t>(args.batch_size)) {
+    const std::size_t last =
+        std::min(files.size(), first + static_cast<std::size_t>(args.batch_size));
+    at::Tensor batch = at::empty(
+        {static_cast<std::int64_t>(last - first), args.image_size, args.image_size, 3}, at::kByte);
+    for (std::size_t i = first; i < last; ++i) {
+      const std::string source = files[i].string();
+      const auto bytes = data::read_file_bytes(files[i]);
+      at::Tensor image = codec.decode(bytes, source);
+      if (image.size(0) != args.image_size || image.size(1) != args.image_size) {
+        throw DataError(fmt::format("{}: image is {}x{}, expected an aligned {}x{} face", source,
+                                    image.size(1), image.size(0), args.image_size,
+                                    args.image_size));
+      }
+      batch[static_cast<std::int64_t>(i - first)].copy_(image);
+      names.push_back(fs::relative(files[i], root).string());
+    }
+    embeddings.push_back(models::embed_images(*backbone, batch, args.flip, args.normalize));
+  }
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  // Written beside the target and renamed, so an interrupted run leaves no partial file.
+  const fs::path out(args.out);
+  const fs::path tmp = out.string() + fmt::format(".tmp-{}", ::getpid());
+  try {
+    auto file = data::H5File::create(tmp);
+    file.write("embeddings", at::cat(embeddings).to(at::kFloat));
+    file.write_strings("names", names);
+    file.write_attribute("network", args.network);
+    file.write_attribute("weights", args.weights);
+    file.write_attribute("flip", args.flip ? "true" : "false");
+    file.write_attribute("normalize", args.normalize ? "true" : "false");
+  } catch (...) {
+    fs::remove(tmp);
+    throw;
+  }
+  fs::rename(tmp, out);
+  log::info("embedded {} images with {} in {:.1f} s ({:.1f} img/s) -> {}", names.size(),
+            args.network, secs, names.size() / secs, out.string());
+  return 0;
+}
+
+}  // namespace
+
+void add_embed_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, Action>>& out) {
+  auto* sub = app.add_subcommand(
+      "embed",
+      "Embeddings of aligned 112x112 JPEG faces (a file or a folder, recursively), "
+      "written to HDF5: /embeddings [N, D] float32 and /names (paths under the input)");
+  auto args = std::make_shared<EmbedArgs>();
+  sub->add_option("--weights", args->weights,
+                  "Backbone weights: a torch.save dict of tensors with insightface's names")
+      ->required()
+      ->check(CLI::ExistingFile);
+  sub->add_option("--network", args->network, "Backbone: iresnet18/34/50/100/200 or mbf")
+      ->required();
+  sub->add_option("--input", args->input, "A JPEG file or a folder of them")->required();
+  sub->add_option("--out", args->out, "Output HDF5 file")->required();
+  sub->add_option("--batch-size", args->batch_size, "Images per forward pass")
+      ->check(CLI::PositiveNumber);
+  sub->add_flag("--flip", args->flip, "Add the embedding of each image's horizontal mirror");
+  sub->add_flag("--normalize", args->normalize, "Scale each embedding to unit L2 norm");
+  out.emplace_back(sub, [args] { return run_embed(*args); });
+}
+
+}  // namespace facetrain::cli

@@ -1,0 +1,218 @@
+// JPEG decoding against Pillow's decoding of the same bytes, the encoder, HDF5 round trips, and
+// `facetrain embed` end to end (its output read back by h5py, its embeddings recomputed here).
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "data/hdf5/h5_file.h"
+#include "data/image/image_files.h"
+#include "data/image/jpeg_codec.h"
+#include "framework/core/error.h"
+#include "models/embedding.h"
+#include "models/state_dict.h"
+#include "tests/support/thrown_message.h"
+
+namespace facetrain::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? v : "";
+}
+
+struct Exec {
+  int code = -1;
+  std::string out;
+};
+
+Exec run(const std::string& cmd) {
+  Exec r;
+  FILE* pipe = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return r;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) r.out.append(buf, n);
+  const int status = ::pclose(pipe);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+class ImageFixture : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("facetrain_images_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    const Exec made = run(env("FACETRAIN_PYTHON") + " " + env("FACETRAIN_SOURCE_DIR") +
+                          "/tests/data/python_faces.py " + dir_.string());
+    ASSERT_EQ(made.code, 0) << made.out;
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static fs::path face(int i) {
+    return dir_ / "faces" / (i < 4 ? "a" : "b") / (std::to_string(i) + ".jpg");
+  }
+  static fs::path dir_;
+};
+fs::path ImageFixture::dir_;
+
+TEST_F(ImageFixture, DecodingMatchesPillow) {
+  JpegCodec codec;
+  for (int i = 0; i < 5; ++i) {
+    const auto bytes = read_file_bytes(face(i));
+    EXPECT_EQ(codec.size(bytes.data(), bytes.size(), "x"), std::make_pair(112, 112));
+    const at::Tensor ours = codec.decode(bytes, face(i).string());
+    ASSERT_EQ(ours.sizes(), at::IntArrayRef({112, 112, 3}));
+    const auto raw = read_file_bytes(dir_ / "raw" / (std::to_string(i) + ".rgb"));
+    ASSERT_EQ(raw.size(), 112u * 112 * 3);
+    const at::Tensor pillow =
+        torch::from_blob(const_cast<std::uint8_t*>(raw.data()), {112, 112, 3}, torch::kByte);
+    const auto diff = (ours.to(torch::kInt) - pillow.to(torch::kInt)).abs().max().item<int>();
+    EXPECT_LE(diff, 1) << face(i);
+  }
+}
+
+TEST_F(ImageFixture, EncoderRoundTripAndBrokenFiles) {
+  JpegCodec codec;
+  const at::Tensor image = codec.decode(read_file_bytes(face(1)), "face");
+  const auto bytes = codec.encode(image, 95);
+  const at::Tensor back = codec.decode(bytes, "re-encoded");
+  const double mse =
+      (back.to(torch::kDouble) - image.to(torch::kDouble)).pow(2).mean().item<double>();
+  EXPECT_GT(10 * std::log10(255.0 * 255.0 / mse), 35.0) << "PSNR of a q95 re-encode";
+  const std::string broken = test::thrown_message<DataError>(
+      [&] { codec.decode(read_file_bytes(dir_ / "broken" / "face.jpg"), "broken/face.jpg"); });
+  EXPECT_NE(broken.find("broken/face.jpg: tjDecompress2 failed"), std::string::npos) << broken;
+  const std::vector<std::uint8_t> garbage(64, 0x41);
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              codec.decode(garbage, "garbage.jpg");
+            }).find("garbage.jpg: tjDecompressHeader3 failed"),
+            std::string::npos);
+}
+
+TEST_F(ImageFixture, ListingIsRecursiveSortedAndRejectsOtherFormats) {
+  const auto files = list_jpeg_files(dir_ / "faces");
+  ASSERT_EQ(files.size(), 5u);
+  EXPECT_EQ(files.front(), face(0));
+  EXPECT_EQ(files.back(), face(4));
+  EXPECT_EQ(list_jpeg_files(face(2)).size(), 1u);
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              list_jpeg_files(dir_ / "png");
+            }).find("face.png: png images are not supported"),
+            std::string::npos);
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              list_jpeg_files(dir_ / "raw");
+            }).find("no JPEG images found"),
+            std::string::npos);
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              list_jpeg_files(dir_ / "nope");
+            }).find("no such file or folder"),
+            std::string::npos);
+}
+
+TEST_F(ImageFixture, H5RoundTripAndErrors) {
+  const fs::path path = dir_ / "t.h5";
+  const at::Tensor f = torch::randn({3, 4});
+  const at::Tensor l = torch::arange(10, torch::kLong);
+  const at::Tensor u = torch::randint(0, 255, {7}, torch::kByte);
+  {
+    auto file = H5File::create(path);
+    file.write("f", f);
+    file.write("l", l);
+    file.write("u", u);
+    file.write("empty", torch::zeros({0}, torch::kInt));
+    file.write_strings("names", {"a/0.jpg", "b/ü.jpg", ""});
+    file.write_attribute("network", "mbf");
+  }
+  auto file = H5File::open(path);
+  EXPECT_TRUE(file.read("f").equal(f));
+  EXPECT_TRUE(file.read("l").equal(l));
+  EXPECT_TRUE(file.read("u").equal(u));
+  EXPECT_EQ(file.read("empty").numel(), 0);
+  EXPECT_EQ(file.read_strings("names"), (std::vector<std::string>{"a/0.jpg", "b/ü.jpg", ""}));
+  EXPECT_EQ(file.read_attribute("network"), "mbf");
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              file.read("missing");
+            }).find("t.h5: no dataset /missing"),
+            std::string::npos);
+  const std::string not_h5 =
+      test::thrown_message<DataError>([&] { H5File::open(dir_ / "raw" / "0.rgb"); });
+  EXPECT_NE(not_h5.find("0.rgb: H5Fopen"), std::string::npos) << not_h5;
+}
+
+TEST_F(ImageFixture, EmbedCommandWritesWhatTheLibraryComputes) {
+  torch::manual_seed(3);
+  auto net = models::make_backbone("mbf", models::BackboneOptions().embedding_size(32));
+  const fs::path weights = dir_ / "mbf.pt";
+  models::write_state_dict(weights, models::state_dict(*net));
+  const fs::path out = dir_ / "emb.h5";
+  const std::string bin = env("FACETRAIN_BIN");
+  const Exec r = run(bin + " embed --weights " + weights.string() + " --network mbf --input " +
+                     (dir_ / "faces").string() + " --out " + out.string() +
+                     " --flip --normalize --batch-size 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("embedded 5 images with mbf"), std::string::npos) << r.out;
+
+  const Exec py = run(env("FACETRAIN_PYTHON") + " " + env("FACETRAIN_SOURCE_DIR") +
+                      "/tests/data/python_read_embeddings.py " + out.string() + " 5 32");
+  EXPECT_EQ(py.code, 0) << py.out;
+
+  auto file = H5File::open(out);
+  EXPECT_EQ(file.read_strings("names"),
+            (std::vector<std::string>{"a/0.jpg", "a/1.jpg", "a/2.jpg", "a/3.jpg", "b/4.jpg"}));
+  const at::Tensor got = file.read("embeddings");
+  JpegCodec codec;
+  std::vector<at::Tensor> images;
+  for (int i = 0; i < 5; ++i) images.push_back(codec.decode(read_file_bytes(face(i)), "face"));
+  const at::Tensor batch = torch::stack(images);
+  const at::Tensor want = models::embed_images(*net, batch, true, true);
+  EXPECT_TRUE(got.allclose(want, 1e-5, 1e-5));
+  // Flip-summed embeddings do not change when the faces are mirrored.
+  EXPECT_TRUE(models::embed_images(*net, batch.flip({2}), true, true).allclose(want, 1e-5, 1e-5));
+  // Without --flip they do.
+  EXPECT_FALSE(models::embed_images(*net, batch.flip({2}), false, true)
+                   .allclose(models::embed_images(*net, batch, false, true), 1e-3, 1e-3));
+}
+
+TEST_F(ImageFixture, EmbedCommandErrors) {
+  torch::manual_seed(3);
+  auto net = models::make_backbone("mbf", models::BackboneOptions().embedding_size(32));
+  const fs::path weights = dir_ / "mbf_errors.pt";
+  models::write_state_dict(weights, models::state_dict(*net));
+  const std::string bin = env("FACETRAIN_BIN");
+  const fs::path out = dir_ / "never.h5";
+  auto embed = [&](const std::string& input, const std::string& network) {
+    return run(bin + " embed --weights " + weights.string() + " --network " + network +
+               " --input " + input + " --out " + out.string());
+  };
+  const Exec size = embed((dir_ / "wrong_size").string(), "mbf");
+  EXPECT_EQ(size.code, 1);
+  EXPECT_NE(size.out.find("face.jpg: image is 100x90, expected an aligned 112x112 face"),
+            std::string::npos)
+      << size.out;
+  const Exec png = embed((dir_ / "png").string(), "mbf");
+  EXPECT_EQ(png.code, 1);
+  EXPECT_NE(png.out.find("png images are not supported"), std::string::npos) << png.out;
+  const Exec wrong_net = embed((dir_ / "faces").string(), "iresnet18");
+  EXPECT_EQ(wrong_net.code, 1);
+  EXPECT_NE(wrong_net.out.find("no 2-D fc.weight in the weights"), std::string::npos)
+      << wrong_net.out;
+  const Exec unknown = embed((dir_ / "faces").string(), "resnet");
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_NE(unknown.out.find("unknown network 'resnet'"), std::string::npos) << unknown.out;
+  EXPECT_EQ(run(bin + " embed --network mbf --input x --out y").code, 2);
+  // A failed run leaves no output, partial or whole.
+  EXPECT_FALSE(fs::exists(out));
+  for (const auto& entry : fs::directory_iterator(dir_)) {
+    EXPECT_EQ(entry.path().string().find("never.h5"), std::string::npos) << entry.path();
+  }
+}
+
+}  // namespace
+}  // namespace facetrain::data
