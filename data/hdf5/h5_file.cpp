@@ -166,6 +166,27 @@ at::Tensor H5File::read(const std::string& name) const {
   return out;
 }
 
+void H5File::read_bytes(const std::string& name, std::int64_t offset, std::int64_t count,
+                        std::uint8_t* out) const {
+  if (count == 0) return;
+  const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));
+  Closer closer{set, H5Dclose};
+  Closer file_space{FT_CHECK_H5(H5Dget_space(set)), H5Sclose};
+  const hsize_t start = static_cast<hsize_t>(offset);
+  const hsize_t n = static_cast<hsize_t>(count);
+  FT_CHECK_H5(H5Sselect_hyperslab(file_space.id, H5S_SELECT_SET, &start, nullptr, &n, nullptr));
+  Closer memory_space{FT_CHECK_H5(H5Screate_simple(1, &n, nullptr)), H5Sclose};
+  FT_CHECK_H5(H5Dread(set, H5T_NATIVE_UINT8, memory_space.id, file_space.id, H5P_DEFAULT, out));
+}
+
+std::int64_t H5File::length(const std::string& name) const {
+  if (!has(name)) throw DataError(fmt::format("{}: no dataset /{}", path_, name));
+  const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));
+  Closer closer{set, H5Dclose};
+  Closer space{FT_CHECK_H5(H5Dget_space(set)), H5Sclose};
+  return FT_CHECK_H5(H5Sget_simple_extent_npoints(space.id));
+}
+
 std::vector<std::string> H5File::read_strings(const std::string& name) const {
   if (!has(name)) throw DataError(fmt::format("{}: no dataset /{}", path_, name));
   const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));

@@ -45,6 +45,12 @@ class H5File {
   void write_attribute(const std::string& name, const std::string& value);
 
   at::Tensor read(const std::string& name) const;
+  // Elements [offset, offset + count) of a 1-D uint8 dataset, into `out` (count bytes): one
+  // contiguous read.
+  void read_bytes(const std::string& name, std::int64_t offset, std::int64_t count,
+                  std::uint8_t* out) const;
+  // The number of elements of a 1-D dataset.
+  std::int64_t length(const std::string& name) const;
   std::vector<std::string> read_strings(const std::string& name) const;
   std::string read_attribute(const std::string& name) const;
 

@@ -31,6 +31,7 @@ void add_version_command(CLI::App& app, Context& ctx,
                          std::vector<std::pair<CLI::App*, Action>>& out);
 void add_config_command(CLI::App& app, Context& ctx,
                         std::vector<std::pair<CLI::App*, Action>>& out);
+void add_data_command(CLI::App& app, Context& ctx, std::vector<std::pair<CLI::App*, Action>>& out);
 void add_embed_command(CLI::App& app, Context& ctx, std::vector<std::pair<CLI::App*, Action>>& out);
 void add_env_command(CLI::App& app, Context& ctx, std::vector<std::pair<CLI::App*, Action>>& out);
 

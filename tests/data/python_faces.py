@@ -6,6 +6,9 @@
     DIR/wrong_size/face.jpg                          100x90
     DIR/png/face.png                                 a PNG
     DIR/broken/face.jpg                              the first half of a JPEG
+    DIR/identities/id_0 … id_4/k.jpg                 5 identities × 3 faces, 112x112
+    DIR/identities_mixed/id_0/{0.jpg (112), 1.jpg (128x128)}
+    DIR/empty/, DIR/hollow/id_0/ (an identity without images)
 """
 import os
 import sys
@@ -36,6 +39,17 @@ def main(root):
         decoded.tofile(os.path.join(root, "raw", f"{i}.rgb"))
     face(9).resize((100, 90)).save(os.path.join(root, "wrong_size", "face.jpg"), quality=90)
     face(9).save(os.path.join(root, "png", "face.png"))
+    for ident in range(5):
+        d = os.path.join(root, "identities", f"id_{ident}")
+        os.makedirs(d, exist_ok=True)
+        for k in range(3):
+            face(10 + 3 * ident + k).save(os.path.join(d, f"{k}.jpg"), quality=85 + k)
+    mixed = os.path.join(root, "identities_mixed", "id_0")
+    os.makedirs(mixed, exist_ok=True)
+    face(30).save(os.path.join(mixed, "0.jpg"), quality=90)
+    face(31).resize((128, 128)).save(os.path.join(mixed, "1.jpg"), quality=90)
+    os.makedirs(os.path.join(root, "empty"), exist_ok=True)
+    os.makedirs(os.path.join(root, "hollow", "id_0"), exist_ok=True)
     with open(os.path.join(root, "faces", "a", "0.jpg"), "rb") as f:
         whole = f.read()
         head = whole[: len(whole) // 2]

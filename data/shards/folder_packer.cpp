@@ -1,0 +1,89 @@
+#include "data/shards/folder_packer.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <torch/nn/functional/upsampling.h>
+
+#include <algorithm>
+
+#include "data/image/image_files.h"
+#include "data/image/jpeg_codec.h"
+#include "data/shards/sharded_dataset.h"
+#include "framework/core/atomic_file.h"
+#include "framework/core/error.h"
+
+namespace facetrain::data {
+namespace {
+
+// Area-averaging (antialiased) resize of uint8 HWC RGB to size×size.
+at::Tensor resize_square(const at::Tensor& hwc, std::int64_t size) {
+  namespace F = torch::nn::functional;
+  const at::Tensor nchw = hwc.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat);
+  const at::Tensor out = F::interpolate(nchw, F::InterpolateFuncOptions()
+                                                  .size(std::vector<std::int64_t>{size, size})
+                                                  .mode(torch::kBilinear)
+                                                  .align_corners(false)
+                                                  .antialias(true));
+  return out.squeeze(0).permute({1, 2, 0}).round().clamp(0, 255).to(at::kByte).contiguous();
+}
+
+}  // namespace
+
+Manifest pack_image_folder(const std::filesystem::path& input, const std::filesystem::path& out,
+                           const FolderPackOptions& options,
+                           const std::function<void(std::int64_t, std::int64_t)>& progress) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(input)) {
+    throw DataError(fmt::format("{}: not a folder of identity sub-folders", input.string()));
+  }
+  std::vector<fs::path> identities;
+  for (const auto& entry : fs::directory_iterator(input)) {
+    if (entry.is_directory()) identities.push_back(entry.path());
+  }
+  std::sort(identities.begin(), identities.end());
+  if (identities.empty()) {
+    throw DataError(
+        fmt::format("{}: no identity sub-folders (expected one folder of face "
+                    "images per identity)",
+                    input.string()));
+  }
+  std::vector<std::vector<fs::path>> files;
+  std::int64_t total = 0;
+  for (const auto& dir : identities) {
+    try {
+      files.push_back(list_jpeg_files(dir));
+    } catch (const DataError& e) {
+      throw DataError(fmt::format("identity folder {}", e.what()));
+    }
+    total += static_cast<std::int64_t>(files.back().size());
+  }
+
+  ShardedDatasetWriter writer(out, options.image_size, options.image_size, options.shard_size);
+  JpegCodec codec;
+  std::string classes;
+  std::int64_t done = 0;
+  for (std::size_t label = 0; label < identities.size(); ++label) {
+    classes += fmt::format("{}\t{}\n", label, identities[label].filename().string());
+    for (const auto& file : files[label]) {
+      auto bytes = read_file_bytes(file);
+      const auto [width, height] = codec.size(bytes.data(), bytes.size(), file.string());
+      if (width != options.image_size || height != options.image_size) {
+        if (!options.resize) {
+          throw DataError(
+              fmt::format("{}: image is {}x{}, expected {}x{} aligned faces (pass "
+                          "--resize to resize)",
+                          file.string(), width, height, options.image_size, options.image_size));
+        }
+        bytes = codec.encode(resize_square(codec.decode(bytes, file.string()), options.image_size),
+                             options.jpeg_quality);
+      }
+      writer.add(static_cast<std::int32_t>(label), bytes);
+      if (progress && (++done % 256 == 0 || done == total)) progress(done, total);
+    }
+  }
+  const Manifest manifest = writer.finish(static_cast<std::int64_t>(identities.size()));
+  write_file_atomic(out / "classes.tsv", classes);
+  return manifest;
+}
+
+}  // namespace facetrain::data

@@ -1,0 +1,31 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "data/shards/manifest.h"
+
+namespace facetrain::data {
+
+// Options of pack_image_folder.
+struct FolderPackOptions {
+  std::int64_t image_size = 112;  // square faces of this size are expected
+  std::int64_t shard_size = 100000;
+  bool resize = false;    // resize (and re-encode) other sizes instead of failing
+  int jpeg_quality = 95;  // for re-encoded images
+};
+
+// Packs an image folder with one sub-folder per identity (sorted by name: label i is the i-th
+// sub-folder) of aligned JPEG faces into a dataset folder `out`, and writes out/classes.tsv
+// ("label<TAB>folder name" per line). JPEG bytes are kept as they are; an image of another size
+// is a DataError naming the file and both sizes unless `resize`. Non-JPEG images, an input
+// without identity sub-folders and an identity without images are DataErrors naming the
+// folder. `progress(done, total)` is called as images are packed.
+Manifest pack_image_folder(
+    const std::filesystem::path& input, const std::filesystem::path& out,
+    const FolderPackOptions& options,
+    const std::function<void(std::int64_t, std::int64_t)>& progress = nullptr);
+
+}  // namespace facetrain::data

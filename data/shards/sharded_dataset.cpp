@@ -1,0 +1,248 @@
+#include "data/shards/sharded_dataset.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <functional>
+
+#include "data/image/jpeg_codec.h"
+#include "framework/core/error.h"
+
+namespace facetrain::data {
+namespace {
+
+std::string shard_name(std::size_t i) {
+  return fmt::format("shard-{:05d}.h5", i);
+}
+
+}  // namespace
+
+ShardedDatasetWriter::ShardedDatasetWriter(const std::filesystem::path& dir,
+                                           std::int64_t image_height, std::int64_t image_width,
+                                           std::int64_t shard_size)
+    : dir_(dir), shard_size_(shard_size) {
+  if (shard_size < 1) throw DataError(fmt::format("{}: shard size must be >= 1", dir.string()));
+  if (std::filesystem::exists(dir / "manifest.json")) {
+    throw DataError(
+        fmt::format("{}: already holds a dataset (manifest.json); remove it or "
+                    "choose another output folder",
+                    dir.string()));
+  }
+  std::filesystem::create_directories(dir);
+  manifest_.image_height = image_height;
+  manifest_.image_width = image_width;
+}
+
+void ShardedDatasetWriter::add(std::int32_t label, const std::uint8_t* jpeg, std::size_t length) {
+  if (label < 0) {
+    throw DataError(
+        fmt::format("{}: sample {}: negative label {}", dir_.string(), samples_written(), label));
+  }
+  bytes_.insert(bytes_.end(), jpeg, jpeg + length);
+  offsets_.push_back(static_cast<std::int64_t>(bytes_.size()));
+  labels_.push_back(label);
+  if (static_cast<std::int64_t>(labels_.size()) == shard_size_) flush();
+}
+
+void ShardedDatasetWriter::flush() {
+  if (labels_.empty()) return;
+  const std::string name = shard_name(manifest_.shards.size());
+  const auto final_path = dir_ / name;
+  const auto tmp = dir_ / fmt::format("{}.tmp-{}", name, ::getpid());
+  try {
+    auto file = H5File::create(tmp);
+    file.write("jpeg",
+               at::from_blob(bytes_.data(), {static_cast<std::int64_t>(bytes_.size())}, at::kByte));
+    file.write("offsets", at::from_blob(offsets_.data(),
+                                        {static_cast<std::int64_t>(offsets_.size())}, at::kLong));
+    file.write("labels", at::from_blob(labels_.data(), {static_cast<std::int64_t>(labels_.size())},
+                                       at::kInt));
+    file.write_attribute("format", Manifest::kFormat);
+  } catch (...) {
+    std::filesystem::remove(tmp);
+    throw;
+  }
+  std::filesystem::rename(tmp, final_path);
+  ShardInfo info;
+  info.file = name;
+  info.num_samples = static_cast<std::int64_t>(labels_.size());
+  info.label_min = *std::min_element(labels_.begin(), labels_.end());
+  info.label_max = *std::max_element(labels_.begin(), labels_.end());
+  info.bytes = static_cast<std::int64_t>(std::filesystem::file_size(final_path));
+  info.crc32 = file_crc32(final_path);
+  manifest_.shards.push_back(info);
+  written_ += info.num_samples;
+  bytes_.clear();
+  offsets_.assign(1, 0);
+  labels_.clear();
+}
+
+Manifest ShardedDatasetWriter::finish(std::int64_t num_classes) {
+  flush();
+  for (std::size_t i = 0; i < manifest_.shards.size(); ++i) {
+    if (manifest_.shards[i].label_max >= num_classes) {
+      throw DataError(fmt::format("{}: {}: label {} out of range [0, {})", dir_.string(),
+                                  manifest_.shards[i].file, manifest_.shards[i].label_max,
+                                  num_classes));
+    }
+  }
+  if (written_ == 0) throw DataError(fmt::format("{}: no samples were written", dir_.string()));
+  manifest_.num_classes = num_classes;
+  manifest_.num_samples = written_;
+  manifest_.write(dir_);
+  return manifest_;
+}
+
+ShardedDataset::ShardedDataset(const std::filesystem::path& dir)
+    : dir_(dir), manifest_(Manifest::read(dir)) {
+  std::vector<at::Tensor> labels;
+  std::int64_t start = 0;
+  for (const auto& shard : manifest_.shards) {
+    const auto path = dir / shard.file;
+    if (!std::filesystem::exists(path)) {
+      throw DataError(fmt::format("{}: missing (listed in manifest.json)", path.string()));
+    }
+    auto file = std::make_unique<H5File>(H5File::open(path));
+    at::Tensor offsets = file->read("offsets").to(at::kLong);
+    at::Tensor shard_labels = file->read("labels").to(at::kInt);
+    if (offsets.dim() != 1 || offsets.size(0) != shard.num_samples + 1 ||
+        shard_labels.size(0) != shard.num_samples) {
+      throw DataError(
+          fmt::format("{}: holds {} labels and {} offsets, the manifest says {} "
+                      "samples",
+                      path.string(), shard_labels.size(0), offsets.size(0), shard.num_samples));
+    }
+    starts_.push_back(start);
+    start += shard.num_samples;
+    offsets_.push_back(offsets);
+    labels.push_back(shard_labels);
+    files_.push_back(std::move(file));
+  }
+  starts_.push_back(start);
+  labels_ = labels.empty() ? at::empty({0}, at::kInt) : at::cat(labels);
+}
+
+std::pair<std::size_t, std::int64_t> ShardedDataset::locate(std::int64_t index) const {
+  if (index < 0 || index >= size()) {
+    throw DataError(
+        fmt::format("{}: sample {} out of range [0, {})", dir_.string(), index, size()));
+  }
+  const auto it = std::upper_bound(starts_.begin(), starts_.end(), index);
+  const auto shard = static_cast<std::size_t>(it - starts_.begin() - 1);
+  return {shard, index - starts_[shard]};
+}
+
+std::string ShardedDataset::describe(std::int64_t index) const {
+  const auto [shard, local] = locate(index);
+  return fmt::format("{}: sample {}", manifest_.shards[shard].file, local);
+}
+
+void ShardedDataset::read(std::int64_t index, std::vector<std::uint8_t>& out) const {
+  const auto [shard, local] = locate(index);
+  const auto* offsets = offsets_[shard].data_ptr<std::int64_t>();
+  const std::int64_t begin = offsets[local];
+  const std::int64_t end = offsets[local + 1];
+  if (begin < 0 || end < begin) {
+    throw DataError(fmt::format("{}: bad offsets [{}, {})", describe(index), begin, end));
+  }
+  out.resize(static_cast<std::size_t>(end - begin));
+  files_[shard]->read_bytes("jpeg", begin, end - begin, out.data());
+}
+
+std::vector<std::uint8_t> ShardedDataset::read(std::int64_t index) const {
+  std::vector<std::uint8_t> out;
+  read(index, out);
+  return out;
+}
+
+std::vector<std::string> verify_dataset(
+    const std::filesystem::path& dir,
+    const std::function<void(std::int64_t, std::int64_t)>& progress) {
+  std::vector<std::string> problems;
+  Manifest manifest;
+  try {
+    manifest = Manifest::read(dir);
+  } catch (const DataError& e) {
+    return {e.what()};
+  }
+  JpegCodec codec;
+  at::Tensor image;
+  std::vector<std::uint8_t> bytes;
+  std::int64_t checked = 0;
+  for (const auto& shard : manifest.shards) {
+    const auto path = dir / shard.file;
+    const std::string name = shard.file;
+    if (!std::filesystem::exists(path)) {
+      problems.push_back(fmt::format("{}: missing (listed in manifest.json)", name));
+      checked += shard.num_samples;
+      continue;
+    }
+    const auto bytes_on_disk = static_cast<std::int64_t>(std::filesystem::file_size(path));
+    if (bytes_on_disk != shard.bytes) {
+      problems.push_back(
+          fmt::format("{}: {} bytes on disk, the manifest says {} (truncated or "
+                      "replaced)",
+                      name, bytes_on_disk, shard.bytes));
+    } else if (const auto crc = file_crc32(path); crc != shard.crc32) {
+      problems.push_back(
+          fmt::format("{}: checksum {:08x}, the manifest says {:08x}", name, crc, shard.crc32));
+    }
+    try {
+      const auto file = H5File::open(path);
+      const at::Tensor offsets = file.read("offsets").to(at::kLong);
+      const at::Tensor labels = file.read("labels").to(at::kLong);
+      const std::int64_t jpeg_bytes = file.length("jpeg");
+      if (labels.size(0) != shard.num_samples || offsets.size(0) != shard.num_samples + 1) {
+        problems.push_back(fmt::format("{}: {} labels and {} offsets, the manifest says {} samples",
+                                       name, labels.size(0), offsets.size(0), shard.num_samples));
+        continue;
+      }
+      const auto* o = offsets.data_ptr<std::int64_t>();
+      const auto* l = labels.data_ptr<std::int64_t>();
+      if (o[0] != 0)
+        problems.push_back(fmt::format("{}: offsets[0] is {}, expected 0", name, o[0]));
+      if (o[shard.num_samples] != jpeg_bytes) {
+        problems.push_back(fmt::format("{}: the last offset is {}, /jpeg holds {} bytes", name,
+                                       o[shard.num_samples], jpeg_bytes));
+      }
+      for (std::int64_t i = 0; i < shard.num_samples; ++i) {
+        const std::string where = fmt::format("{}: sample {}", name, i);
+        if (l[i] < 0 || l[i] >= manifest.num_classes) {
+          problems.push_back(
+              fmt::format("{}: label {} out of range [0, {})", where, l[i], manifest.num_classes));
+        } else if (l[i] < shard.label_min || l[i] > shard.label_max) {
+          problems.push_back(
+              fmt::format("{}: label {} outside the shard's range [{}, {}] in the "
+                          "manifest",
+                          where, l[i], shard.label_min, shard.label_max));
+        }
+        if (o[i + 1] < o[i] || o[i] < 0 || o[i + 1] > jpeg_bytes) {
+          problems.push_back(fmt::format("{}: offsets [{}, {}) are not inside /jpeg ({} bytes)",
+                                         where, o[i], o[i + 1], jpeg_bytes));
+          continue;
+        }
+        bytes.resize(static_cast<std::size_t>(o[i + 1] - o[i]));
+        file.read_bytes("jpeg", o[i], o[i + 1] - o[i], bytes.data());
+        try {
+          codec.decode(bytes.data(), bytes.size(), image, where);
+          if (image.size(0) != manifest.image_height || image.size(1) != manifest.image_width) {
+            problems.push_back(fmt::format("{}: image is {}x{}, the manifest says {}x{}", where,
+                                           image.size(1), image.size(0), manifest.image_width,
+                                           manifest.image_height));
+          }
+        } catch (const DataError& e) {
+          problems.push_back(e.what());
+        }
+        if (progress && (++checked % 1024 == 0)) progress(checked, manifest.num_samples);
+      }
+    } catch (const DataError& e) {
+      problems.push_back(e.what());
+    }
+  }
+  if (progress) progress(manifest.num_samples, manifest.num_samples);
+  return problems;
+}
+
+}  // namespace facetrain::data

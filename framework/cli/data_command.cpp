@@ -1,0 +1,115 @@
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <filesystem>
+
+#include "data/shards/folder_packer.h"
+#include "data/shards/sharded_dataset.h"
+#include "framework/cli/commands.h"
+#include "framework/core/error.h"
+#include "framework/log/logger.h"
+#include "framework/log/progress.h"
+
+namespace facetrain::cli {
+namespace {
+
+struct PackArgs {
+  std::string from = "folder";
+  std::string input;
+  std::string out;
+  std::int64_t shard_size = 100000;
+  std::int64_t image_size = 112;
+  bool resize = false;
+};
+
+int run_pack(const PackArgs& args) {
+  data::FolderPackOptions options;
+  options.shard_size = args.shard_size;
+  options.image_size = args.image_size;
+  options.resize = args.resize;
+  log::ProgressBar bar("pack", "img");
+  const auto manifest = data::pack_image_folder(
+      args.input, args.out, options,
+      [&](std::int64_t done, std::int64_t total) { bar.update(done, total); });
+  std::int64_t bytes = 0;
+  for (const auto& s : manifest.shards) bytes += s.bytes;
+  fmt::print(
+      "packed {} images of {} identities into {} shard(s), {:.1f} MB, in {:.1f} s "
+      "({:.0f} img/s) -> {}\n",
+      manifest.num_samples, manifest.num_classes, manifest.shards.size(), bytes / 1e6,
+      bar.elapsed(), manifest.num_samples / std::max(1e-9, bar.elapsed()), args.out);
+  return 0;
+}
+
+int run_verify(const std::string& dir) {
+  log::ProgressBar bar("verify", "img");
+  const auto problems = data::verify_dataset(
+      dir, [&](std::int64_t done, std::int64_t total) { bar.update(done, total); });
+  for (const auto& p : problems) fmt::print("{}\n", p);
+  if (!problems.empty()) {
+    fmt::print("{}: {} problem(s)\n", dir, problems.size());
+    return 1;
+  }
+  const auto manifest = data::Manifest::read(dir);
+  fmt::print(
+      "{}: ok: {} samples in {} shard(s) verified (checksums, offsets, labels, every image "
+      "decodes at {}x{})\n",
+      dir, manifest.num_samples, manifest.shards.size(), manifest.image_width,
+      manifest.image_height);
+  return 0;
+}
+
+int run_info(const std::string& dir) {
+  const data::ShardedDataset dataset(dir);
+  const auto& m = dataset.manifest();
+  std::int64_t bytes = 0;
+  for (const auto& s : m.shards) bytes += s.bytes;
+  const at::Tensor counts = at::bincount(dataset.labels().to(at::kLong), {}, m.num_classes);
+  fmt::print("dataset     {}\n", dir);
+  fmt::print("format      {} v{}, {} {}x{}x{}\n", data::Manifest::kFormat, data::Manifest::kVersion,
+             m.encoding, m.image_height, m.image_width, m.channels);
+  fmt::print("identities  {}\n", m.num_classes);
+  fmt::print("images      {} ({:.1f} MB in {} shard(s))\n", m.num_samples, bytes / 1e6,
+             m.shards.size());
+  fmt::print("per identity min {} / mean {:.1f} / max {}\n", counts.min().item<std::int64_t>(),
+             counts.to(at::kDouble).mean().item<double>(), counts.max().item<std::int64_t>());
+  return 0;
+}
+
+}  // namespace
+
+void add_data_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, Action>>& out) {
+  auto* data_cmd = app.add_subcommand("data", "Build, check and describe datasets");
+  data_cmd->require_subcommand(1);
+
+  auto* pack = data_cmd->add_subcommand(
+      "pack", "Pack face images into a dataset folder (manifest.json + shard-NNNNN.h5)");
+  auto pack_args = std::make_shared<PackArgs>();
+  pack->add_option("--from", pack_args->from,
+                   "Source kind: folder (one sub-folder of aligned JPEG faces per identity)")
+      ->check(CLI::IsMember({"folder"}));
+  pack->add_option("--input", pack_args->input, "The source")->required();
+  pack->add_option("--out", pack_args->out, "The dataset folder to create")->required();
+  pack->add_option("--shard-size", pack_args->shard_size, "Images per shard")
+      ->check(CLI::PositiveNumber);
+  pack->add_option("--image-size", pack_args->image_size, "Side of the aligned faces")
+      ->check(CLI::PositiveNumber);
+  pack->add_flag("--resize", pack_args->resize,
+                 "Resize images of another size (and re-encode them) instead of failing");
+  out.emplace_back(pack, [pack_args] { return run_pack(*pack_args); });
+
+  auto* verify = data_cmd->add_subcommand(
+      "verify",
+      "Check a dataset folder: manifest against files, checksums, offsets, labels, "
+      "every image decodes; lists every problem and exits 1 if there is any");
+  auto verify_dir = std::make_shared<std::string>();
+  verify->add_option("path", *verify_dir, "Dataset folder")->required();
+  out.emplace_back(verify, [verify_dir] { return run_verify(*verify_dir); });
+
+  auto* info = data_cmd->add_subcommand("info", "Summarise a dataset folder");
+  auto info_dir = std::make_shared<std::string>();
+  info->add_option("path", *info_dir, "Dataset folder")->required();
+  out.emplace_back(info, [info_dir] { return run_info(*info_dir); });
+}
+
+}  // namespace facetrain::cli

@@ -1,0 +1,206 @@
+// The dataset format: packing image folders written by Pillow, reading back the exact bytes,
+// and every documented error — truncated shard, bad checksum, broken JPEG, label out of range,
+// missing shard, empty folder, wrong image size — found by `data verify` or the packer.
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "data/image/image_files.h"
+#include "data/image/jpeg_codec.h"
+#include "data/shards/folder_packer.h"
+#include "data/shards/sharded_dataset.h"
+#include "framework/core/error.h"
+#include "tests/support/thrown_message.h"
+
+namespace facetrain::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? v : "";
+}
+
+int shell(const std::string& cmd) {
+  const int status = std::system(cmd.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+bool any_contains(const std::vector<std::string>& lines, const std::string& needle) {
+  for (const auto& l : lines) {
+    if (l.find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::string joined(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& l : lines) out += l + "\n";
+  return out;
+}
+
+class ShardedDatasetTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = fs::temp_directory_path() / ("facetrain_shards_" + std::to_string(::getpid()));
+    fs::create_directories(root_);
+    ASSERT_EQ(shell(env("FACETRAIN_PYTHON") + " " + env("FACETRAIN_SOURCE_DIR") +
+                    "/tests/data/python_faces.py " + (root_ / "src").string()),
+              0);
+    FolderPackOptions options;
+    options.shard_size = 4;
+    pack_image_folder(root_ / "src" / "identities", root_ / "clean", options);
+  }
+  static void TearDownTestSuite() { fs::remove_all(root_); }
+  // A fresh copy of the clean dataset to damage.
+  static fs::path copy(const std::string& name) {
+    const auto dir = root_ / name;
+    fs::remove_all(dir);
+    fs::copy(root_ / "clean", dir, fs::copy_options::recursive);
+    return dir;
+  }
+  static fs::path root_;
+};
+fs::path ShardedDatasetTest::root_;
+
+TEST_F(ShardedDatasetTest, PackedFolderReadsBackExactly) {
+  const ShardedDataset ds(root_ / "clean");
+  EXPECT_EQ(ds.size(), 15);
+  EXPECT_EQ(ds.num_classes(), 5);
+  EXPECT_EQ(ds.manifest().shards.size(), 4u);  // 4 + 4 + 4 + 3
+  EXPECT_EQ(ds.manifest().shards.back().num_samples, 3);
+  for (std::int64_t i = 0; i < 15; ++i) {
+    const int ident = static_cast<int>(i / 3);
+    EXPECT_EQ(ds.labels()[i].item<int>(), ident);
+    const auto original =
+        read_file_bytes(root_ / "src" / "identities" / ("id_" + std::to_string(ident)) /
+                        (std::to_string(i % 3) + ".jpg"));
+    EXPECT_EQ(ds.read(i), original) << ds.describe(i);
+  }
+  EXPECT_EQ(ds.describe(13), "shard-00003.h5: sample 1");
+  std::ifstream classes(root_ / "clean" / "classes.tsv");
+  std::string first;
+  std::getline(classes, first);
+  EXPECT_EQ(first, "0\tid_0");
+  EXPECT_TRUE(verify_dataset(root_ / "clean").empty()) << joined(verify_dataset(root_ / "clean"));
+  EXPECT_THROW(ds.read(15), DataError);
+}
+
+TEST_F(ShardedDatasetTest, TruncatedShard) {
+  const auto dir = copy("truncated");
+  fs::resize_file(dir / "shard-00001.h5", fs::file_size(dir / "shard-00001.h5") / 2);
+  const auto problems = verify_dataset(dir);
+  EXPECT_TRUE(any_contains(problems, "shard-00001.h5: ")) << joined(problems);
+  EXPECT_TRUE(any_contains(problems, "bytes on disk, the manifest says")) << joined(problems);
+}
+
+TEST_F(ShardedDatasetTest, BadChecksum) {
+  const auto dir = copy("flipped");
+  {
+    std::fstream f(dir / "shard-00002.h5", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-100, std::ios::end);
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(-100, std::ios::end);
+    c = static_cast<char>(c ^ 0x5a);
+    f.write(&c, 1);
+  }
+  const auto problems = verify_dataset(dir);
+  EXPECT_TRUE(any_contains(problems, "shard-00002.h5: checksum")) << joined(problems);
+}
+
+TEST_F(ShardedDatasetTest, BrokenJpegIsReportedWithShardAndIndex) {
+  const auto dir = root_ / "broken_jpeg";
+  ShardedDatasetWriter writer(dir, 112, 112, 10);
+  writer.add(0, read_file_bytes(root_ / "src" / "faces" / "a" / "1.jpg"));
+  writer.add(1, read_file_bytes(root_ / "src" / "broken" / "face.jpg"));
+  writer.finish(2);
+  const auto problems = verify_dataset(dir);
+  ASSERT_EQ(problems.size(), 1u) << joined(problems);
+  EXPECT_NE(problems[0].find("shard-00000.h5: sample 1: tjDecompress2 failed"), std::string::npos)
+      << problems[0];
+}
+
+TEST_F(ShardedDatasetTest, LabelOutOfRange) {
+  const auto dir = root_ / "bad_label";
+  ShardedDatasetWriter writer(dir, 112, 112, 10);
+  writer.add(7, read_file_bytes(root_ / "src" / "faces" / "a" / "1.jpg"));
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              writer.finish(5);
+            }).find("shard-00000.h5: label 7 out of range [0, 5)"),
+            std::string::npos);
+  // A manifest that claims fewer classes than the shards use.
+  const auto edited = copy("few_classes");
+  auto manifest = Manifest::read(edited);
+  manifest.num_classes = 3;
+  manifest.write(edited);
+  const auto problems = verify_dataset(edited);
+  EXPECT_TRUE(any_contains(problems, "shard-00002.h5: sample 1: label 3 out of range [0, 3)"))
+      << joined(problems);
+}
+
+TEST_F(ShardedDatasetTest, MissingShardAndBadManifest) {
+  const auto dir = copy("missing");
+  fs::remove(dir / "shard-00002.h5");
+  const auto problems = verify_dataset(dir);
+  EXPECT_TRUE(any_contains(problems, "shard-00002.h5: missing")) << joined(problems);
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              ShardedDataset ds(dir);
+            }).find("shard-00002.h5: missing (listed in manifest.json)"),
+            std::string::npos);
+  std::ofstream(dir / "manifest.json") << "{ not json";
+  EXPECT_TRUE(any_contains(verify_dataset(dir), "manifest.json: invalid JSON"));
+  std::ofstream(dir / "manifest.json") << R"({"format": "other", "version": 1})";
+  EXPECT_TRUE(any_contains(verify_dataset(dir), "format \"other\", expected \"facetrain-shards\""));
+  EXPECT_TRUE(any_contains(verify_dataset(root_ / "src"), "no manifest"));
+}
+
+TEST_F(ShardedDatasetTest, FolderErrorsAndResize) {
+  FolderPackOptions options;
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              pack_image_folder(root_ / "src" / "empty", root_ / "out_empty", options);
+            }).find("no identity sub-folders"),
+            std::string::npos);
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              pack_image_folder(root_ / "src" / "hollow", root_ / "out_hollow", options);
+            }).find("id_0: no JPEG images found"),
+            std::string::npos);
+  const std::string size = test::thrown_message<DataError>(
+      [&] { pack_image_folder(root_ / "src" / "identities_mixed", root_ / "out_mixed", options); });
+  EXPECT_NE(size.find("1.jpg: image is 128x128, expected 112x112 aligned faces (pass --resize"),
+            std::string::npos)
+      << size;
+  EXPECT_FALSE(fs::exists(root_ / "out_mixed" / "manifest.json"));
+  options.resize = true;
+  pack_image_folder(root_ / "src" / "identities_mixed", root_ / "out_resized", options);
+  EXPECT_TRUE(verify_dataset(root_ / "out_resized").empty());
+  const ShardedDataset ds(root_ / "out_resized");
+  JpegCodec codec;
+  EXPECT_EQ(codec.decode(ds.read(1), "resized").sizes(), at::IntArrayRef({112, 112, 3}));
+  // A folder that already holds a dataset is not overwritten.
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              pack_image_folder(root_ / "src" / "identities", root_ / "clean", options);
+            }).find("already holds a dataset"),
+            std::string::npos);
+}
+
+TEST_F(ShardedDatasetTest, VerifyCommandExitCodes) {
+  const std::string bin = env("FACETRAIN_BIN");
+  EXPECT_EQ(shell(bin + " data verify " + (root_ / "clean").string() + " >/dev/null 2>&1"), 0);
+  const auto dir = copy("cli_damaged");
+  fs::remove(dir / "shard-00000.h5");
+  EXPECT_EQ(shell(bin + " data verify " + dir.string() + " >/dev/null 2>&1"), 1);
+  EXPECT_EQ(shell(bin + " data info " + (root_ / "clean").string() + " >/dev/null 2>&1"), 0);
+  EXPECT_EQ(shell(bin + " data pack --input " + (root_ / "src" / "empty").string() + " --out " +
+                  (root_ / "cli_out").string() + " >/dev/null 2>&1"),
+            1);
+}
+
+}  // namespace
+}  // namespace facetrain::data
