@@ -29,8 +29,22 @@ at::Tensor resize_square(const at::Tensor& hwc, std::int64_t size) {
 
 }  // namespace
 
+std::vector<std::uint8_t> conform_jpeg(JpegCodec& codec, std::vector<std::uint8_t> bytes,
+                                       const PackOptions& options, const std::string& source) {
+  const auto [width, height] = codec.size(bytes.data(), bytes.size(), source);
+  if (width == options.image_size && height == options.image_size) return bytes;
+  if (!options.resize) {
+    throw DataError(
+        fmt::format("{}: image is {}x{}, expected {}x{} aligned faces (pass --resize "
+                    "to resize)",
+                    source, width, height, options.image_size, options.image_size));
+  }
+  return codec.encode(resize_square(codec.decode(bytes, source), options.image_size),
+                      options.jpeg_quality);
+}
+
 Manifest pack_image_folder(const std::filesystem::path& input, const std::filesystem::path& out,
-                           const FolderPackOptions& options,
+                           const PackOptions& options,
                            const std::function<void(std::int64_t, std::int64_t)>& progress) {
   namespace fs = std::filesystem;
   if (!fs::is_directory(input)) {
@@ -65,19 +79,8 @@ Manifest pack_image_folder(const std::filesystem::path& input, const std::filesy
   for (std::size_t label = 0; label < identities.size(); ++label) {
     classes += fmt::format("{}\t{}\n", label, identities[label].filename().string());
     for (const auto& file : files[label]) {
-      auto bytes = read_file_bytes(file);
-      const auto [width, height] = codec.size(bytes.data(), bytes.size(), file.string());
-      if (width != options.image_size || height != options.image_size) {
-        if (!options.resize) {
-          throw DataError(
-              fmt::format("{}: image is {}x{}, expected {}x{} aligned faces (pass "
-                          "--resize to resize)",
-                          file.string(), width, height, options.image_size, options.image_size));
-        }
-        bytes = codec.encode(resize_square(codec.decode(bytes, file.string()), options.image_size),
-                             options.jpeg_quality);
-      }
-      writer.add(static_cast<std::int32_t>(label), bytes);
+      writer.add(static_cast<std::int32_t>(label),
+                 conform_jpeg(codec, read_file_bytes(file), options, file.string()));
       if (progress && (++done % 256 == 0 || done == total)) progress(done, total);
     }
   }

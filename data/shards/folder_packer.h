@@ -4,18 +4,27 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "data/shards/manifest.h"
 
 namespace facetrain::data {
 
-// Options of pack_image_folder.
-struct FolderPackOptions {
+// Options of the packers (pack_image_folder, pack_recordio).
+struct PackOptions {
   std::int64_t image_size = 112;  // square faces of this size are expected
   std::int64_t shard_size = 100000;
   bool resize = false;    // resize (and re-encode) other sizes instead of failing
   int jpeg_quality = 95;  // for re-encoded images
 };
+
+class JpegCodec;
+
+// The JPEG to store for `bytes`: the same bytes when the image is options.image_size square;
+// otherwise resized and re-encoded when options.resize, else a DataError naming `source` and
+// both sizes.
+std::vector<std::uint8_t> conform_jpeg(JpegCodec& codec, std::vector<std::uint8_t> bytes,
+                                       const PackOptions& options, const std::string& source);
 
 // Packs an image folder with one sub-folder per identity (sorted by name: label i is the i-th
 // sub-folder) of aligned JPEG faces into a dataset folder `out`, and writes out/classes.tsv
@@ -25,7 +34,7 @@ struct FolderPackOptions {
 // folder. `progress(done, total)` is called as images are packed.
 Manifest pack_image_folder(
     const std::filesystem::path& input, const std::filesystem::path& out,
-    const FolderPackOptions& options,
+    const PackOptions& options,
     const std::function<void(std::int64_t, std::int64_t)>& progress = nullptr);
 
 }  // namespace facetrain::data

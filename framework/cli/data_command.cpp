@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "data/recordio/recordio_packer.h"
 #include "data/shards/folder_packer.h"
 #include "data/shards/sharded_dataset.h"
 #include "framework/cli/commands.h"
@@ -23,14 +24,15 @@ struct PackArgs {
 };
 
 int run_pack(const PackArgs& args) {
-  data::FolderPackOptions options;
+  data::PackOptions options;
   options.shard_size = args.shard_size;
   options.image_size = args.image_size;
   options.resize = args.resize;
   log::ProgressBar bar("pack", "img");
-  const auto manifest = data::pack_image_folder(
-      args.input, args.out, options,
-      [&](std::int64_t done, std::int64_t total) { bar.update(done, total); });
+  const auto progress = [&](std::int64_t done, std::int64_t total) { bar.update(done, total); };
+  const auto manifest = args.from == "recordio"
+                            ? data::pack_recordio(args.input, args.out, options, progress)
+                            : data::pack_image_folder(args.input, args.out, options, progress);
   std::int64_t bytes = 0;
   for (const auto& s : manifest.shards) bytes += s.bytes;
   fmt::print(
@@ -86,8 +88,10 @@ void add_data_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, 
       "pack", "Pack face images into a dataset folder (manifest.json + shard-NNNNN.h5)");
   auto pack_args = std::make_shared<PackArgs>();
   pack->add_option("--from", pack_args->from,
-                   "Source kind: folder (one sub-folder of aligned JPEG faces per identity)")
-      ->check(CLI::IsMember({"folder"}));
+                   "Source kind: folder (one sub-folder of aligned JPEG faces per identity) or "
+                   "recordio (insightface train.rec + train.idx; --input names either or the "
+                   "common prefix)")
+      ->check(CLI::IsMember({"folder", "recordio"}));
   pack->add_option("--input", pack_args->input, "The source")->required();
   pack->add_option("--out", pack_args->out, "The dataset folder to create")->required();
   pack->add_option("--shard-size", pack_args->shard_size, "Images per shard")

@@ -53,7 +53,7 @@ class ShardedDatasetTest : public ::testing::Test {
     ASSERT_EQ(shell(env("FACETRAIN_PYTHON") + " " + env("FACETRAIN_SOURCE_DIR") +
                     "/tests/data/python_faces.py " + (root_ / "src").string()),
               0);
-    FolderPackOptions options;
+    PackOptions options;
     options.shard_size = 4;
     pack_image_folder(root_ / "src" / "identities", root_ / "clean", options);
   }
@@ -162,7 +162,7 @@ TEST_F(ShardedDatasetTest, MissingShardAndBadManifest) {
 }
 
 TEST_F(ShardedDatasetTest, FolderErrorsAndResize) {
-  FolderPackOptions options;
+  PackOptions options;
   EXPECT_NE(test::thrown_message<DataError>([&] {
               pack_image_folder(root_ / "src" / "empty", root_ / "out_empty", options);
             }).find("no identity sub-folders"),
