@@ -1,0 +1,198 @@
+#include "data/loader/face_loader.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include "data/image/jpeg_codec.h"
+#include "framework/core/error.h"
+
+namespace facetrain::data {
+namespace {
+
+// SplitMix64: a well-mixed 64-bit hash, for per-sample random draws.
+std::uint64_t mix(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+bool draw_flip(std::uint64_t seed, std::int64_t epoch, std::int64_t position) {
+  return (mix(mix(seed ^ 0x666c6970ull) ^ mix(static_cast<std::uint64_t>(epoch)) ^
+              static_cast<std::uint64_t>(position)) >>
+          63) != 0;
+}
+
+at::Tensor epoch_permutation(std::int64_t n, std::uint64_t seed, std::int64_t epoch) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(mix(seed) ^
+                                                      mix(static_cast<std::uint64_t>(epoch) + 1));
+  return at::randperm(n, gen, at::TensorOptions().dtype(at::kLong));
+}
+
+}  // namespace
+
+FaceLoader::FaceLoader(std::shared_ptr<const ShardedDataset> dataset, LoaderOptions options)
+    : dataset_(std::move(dataset)), options_(options) {
+  if (options_.batch_size < 1 || options_.world_size < 1 || options_.rank < 0 ||
+      options_.rank >= options_.world_size || options_.prefetch < 1 || options_.num_workers < 0) {
+    throw ConfigError(fmt::format(
+        "loader: batch_size {} (>= 1), rank {} of world {}, prefetch {} (>= 1), num_workers {} "
+        "(>= 0): out of range",
+        options_.batch_size, options_.rank, options_.world_size, options_.prefetch,
+        options_.num_workers));
+  }
+}
+
+FaceLoader::~FaceLoader() {
+  stop_workers();
+}
+
+std::int64_t FaceLoader::steps_per_epoch() const {
+  const std::int64_t g = options_.world_size * options_.batch_size;
+  return (dataset_->size() + g - 1) / g;
+}
+
+void FaceLoader::stop_workers() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+}
+
+void FaceLoader::start(const LoaderState& state) {
+  stop_workers();
+  const std::int64_t n = dataset_->size();
+  if (state.epoch < 0 || state.consumed < 0 || state.consumed > n) {
+    throw DataError(fmt::format("loader: cannot start at epoch {}, sample {} of {}", state.epoch,
+                                state.consumed, n));
+  }
+  state_ = state;
+  permutation_ = epoch_permutation(n, options_.seed, state.epoch);
+  const std::int64_t g = options_.world_size * options_.batch_size;
+  first_consumed_ = state.consumed;
+  num_steps_ = (n - state.consumed + g - 1) / g;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = false;
+    next_to_claim_ = 0;
+    next_to_return_ = 0;
+    ready_.clear();
+    failed_.clear();
+  }
+  for (int w = 0; w < options_.num_workers; ++w)
+    workers_.emplace_back([this, w] { worker_loop(w); });
+}
+
+Batch FaceLoader::build(std::int64_t epoch, std::int64_t step, std::int64_t first) const {
+  const std::int64_t n = dataset_->size();
+  const std::int64_t begin = std::min(n, first + options_.rank * options_.batch_size);
+  const std::int64_t end = std::min(n, begin + options_.batch_size);
+  const std::int64_t count = end - begin;
+  const auto& manifest = dataset_->manifest();
+  Batch batch;
+  batch.epoch = epoch;
+  batch.step = step;
+  batch.images = at::empty({count, manifest.image_height, manifest.image_width, 3}, at::kByte);
+  batch.labels = at::empty({count}, at::kLong);
+  batch.indices = at::empty({count}, at::kLong);
+  JpegCodec codec;
+  std::vector<std::uint8_t> bytes;
+  at::Tensor image;
+  const auto* perm = permutation_.data_ptr<std::int64_t>();
+  const auto* labels = dataset_->labels().data_ptr<std::int32_t>();
+  std::int64_t kept = 0;
+  for (std::int64_t position = begin; position < end; ++position) {
+    const std::int64_t index = perm[position];
+    try {
+      dataset_->read(index, bytes);
+      image = batch.images[kept];
+      codec.decode(bytes.data(), bytes.size(), image, dataset_->describe(index));
+      if (image.data_ptr() != batch.images[kept].data_ptr()) {
+        throw DataError(fmt::format("{}: image is {}x{}, the manifest says {}x{}",
+                                    dataset_->describe(index), image.size(1), image.size(0),
+                                    manifest.image_width, manifest.image_height));
+      }
+    } catch (const DataError&) {
+      if (!options_.skip_corrupt) throw;
+      ++batch.skipped;
+      continue;
+    }
+    if (options_.flip && draw_flip(options_.seed, epoch, position)) {
+      batch.images[kept].copy_(batch.images[kept].flip({1}));
+    }
+    batch.labels[kept] = static_cast<std::int64_t>(labels[index]);
+    batch.indices[kept] = index;
+    ++kept;
+  }
+  if (kept < count) {
+    batch.images = batch.images.narrow(0, 0, kept);
+    batch.labels = batch.labels.narrow(0, 0, kept);
+    batch.indices = batch.indices.narrow(0, 0, kept);
+  }
+  return batch;
+}
+
+void FaceLoader::worker_loop(int) {
+  const std::int64_t g = options_.world_size * options_.batch_size;
+  for (;;) {
+    std::int64_t rel = 0;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      changed_.wait(lock, [&] {
+        return stopping_ || (next_to_claim_ < num_steps_ &&
+                             next_to_claim_ < next_to_return_ + options_.prefetch);
+      });
+      if (stopping_) return;
+      rel = next_to_claim_++;
+    }
+    const std::int64_t first = first_consumed_ + rel * g;
+    try {
+      Batch b = build(state_.epoch, rel, first);
+      std::lock_guard<std::mutex> lock(mutex_);
+      ready_.emplace(rel, std::move(b));
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      failed_.emplace(rel, std::current_exception());
+    }
+    changed_.notify_all();
+  }
+}
+
+std::optional<Batch> FaceLoader::next() {
+  const std::int64_t g = options_.world_size * options_.batch_size;
+  std::int64_t rel = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    rel = next_to_return_;
+  }
+  if (rel >= num_steps_) return std::nullopt;
+  Batch batch;
+  if (options_.num_workers == 0) {
+    batch = build(state_.epoch, rel, first_consumed_ + rel * g);
+  } else {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] { return ready_.count(rel) > 0 || failed_.count(rel) > 0; });
+    if (const auto f = failed_.find(rel); f != failed_.end()) {
+      const std::exception_ptr error = f->second;
+      failed_.erase(f);
+      std::rethrow_exception(error);
+    }
+    batch = std::move(ready_.at(rel));
+    ready_.erase(rel);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++next_to_return_;
+  }
+  changed_.notify_all();
+  // Steps count from the epoch's start, whatever position this run started at.
+  batch.step = first_consumed_ / g + rel;
+  state_.consumed = std::min(dataset_->size(), first_consumed_ + (rel + 1) * g);
+  skipped_total_ += batch.skipped;
+  return batch;
+}
+
+}  // namespace facetrain::data

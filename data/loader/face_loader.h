@@ -1,0 +1,106 @@
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "data/shards/sharded_dataset.h"
+
+namespace facetrain::data {
+
+struct LoaderOptions {
+  std::int64_t batch_size = 128;  // per rank
+  int rank = 0;
+  int world_size = 1;
+  std::uint64_t seed = 2048;
+  int num_workers = 2;        // decode threads; 0 decodes on the calling thread
+  int prefetch = 4;           // batches decoded ahead (> 0)
+  bool flip = true;           // random horizontal flip, p = 0.5
+  bool skip_corrupt = false;  // drop undecodable samples (counted) instead of failing
+};
+
+// Where an epoch stands: `consumed` samples of epoch `epoch`'s permutation have been handed out
+// (over all ranks). It does not depend on the world size, so a run can resume on another.
+struct LoaderState {
+  std::int64_t epoch = 0;
+  std::int64_t consumed = 0;
+  bool operator==(const LoaderState& o) const { return epoch == o.epoch && consumed == o.consumed; }
+};
+
+// One rank's batch: uint8 [n, H, W, 3] RGB faces (flipped where drawn), their labels and their
+// global sample indices. n is batch_size except in an epoch's last step, where it is what is
+// left for this rank (possibly 0), or less when corrupt samples were skipped.
+struct Batch {
+  at::Tensor images;
+  at::Tensor labels;   // int64 [n]
+  at::Tensor indices;  // int64 [n]
+  std::int64_t epoch = 0;
+  std::int64_t step = 0;     // step within the epoch
+  std::int64_t skipped = 0;  // corrupt samples dropped from this batch
+};
+
+// The training loader of one rank. Epoch e visits the dataset in the order of a permutation
+// drawn from (seed, e); global step s hands out permutation positions [s·G, (s+1)·G) with
+// G = world_size·batch_size, rank r taking the r-th block of batch_size. So the ranks' samples
+// are disjoint, their union over an epoch is the whole dataset exactly once (no drop, no
+// padding), every rank sees the same number of steps, ceil(N / G), and only the last step can
+// be short. The flip of a sample is drawn from (seed, epoch, position), independent of threads
+// and world size.
+//
+// Worker threads read (one contiguous read per image) and decode (libjpeg-turbo) whole batches
+// into a queue of at most `prefetch` batches; next() returns them in order. A worker's error is
+// re-raised by next() on the calling thread, naming the shard and sample.
+class FaceLoader {
+ public:
+  FaceLoader(std::shared_ptr<const ShardedDataset> dataset, LoaderOptions options);
+  ~FaceLoader();
+  FaceLoader(const FaceLoader&) = delete;
+  FaceLoader& operator=(const FaceLoader&) = delete;
+
+  std::int64_t steps_per_epoch() const;
+  // Starts handing out batches from `state` (also mid-epoch, also saved at another world size).
+  void start(const LoaderState& state);
+  // The next batch of the current epoch, or nullopt when the epoch is over (start the next one
+  // with start({epoch + 1, 0})).
+  std::optional<Batch> next();
+  // The state after the last batch next() returned: start(state()) reproduces exactly the
+  // batches that would have come next.
+  LoaderState state() const { return state_; }
+  std::int64_t skipped_total() const { return skipped_total_; }
+
+ private:
+  Batch build(std::int64_t epoch, std::int64_t step, std::int64_t first) const;
+  void stop_workers();
+  void worker_loop(int worker);
+
+  std::shared_ptr<const ShardedDataset> dataset_;
+  LoaderOptions options_;
+  LoaderState state_;
+  std::int64_t skipped_total_ = 0;
+
+  // The current epoch's permutation and the steps still to hand out.
+  at::Tensor permutation_;
+  std::int64_t first_consumed_ = 0;
+  std::int64_t num_steps_ = 0;
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<std::thread> workers_;
+  std::int64_t next_to_claim_ = 0;   // relative step index a worker takes next
+  std::int64_t next_to_return_ = 0;  // relative step index next() returns next
+  std::map<std::int64_t, Batch> ready_;
+  std::map<std::int64_t, std::exception_ptr> failed_;
+  bool stopping_ = false;
+};
+
+}  // namespace facetrain::data
