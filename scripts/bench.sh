@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds and runs the benchmarks; each prints its figures and ratios against a baseline measured
-# in the same run. usage: scripts/bench.sh [backbone] [ARGS...]
+# in the same run. usage: scripts/bench.sh [backbone|loader] [ARGS...]
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 bash "$here/setup.sh" >/dev/null
@@ -11,4 +11,8 @@ which=${1:-all}
 if [ "$which" = all ] || [ "$which" = backbone ]; then
   echo "== backbones: CPU forward+backward"
   "$FACETRAIN_BUILD/tests/bench/backbone_bench" "$@"
+fi
+if [ "$which" = all ] || [ "$which" = loader ]; then
+  echo "== loader: pipeline against raw libjpeg-turbo decoding of the same bytes"
+  "$FACETRAIN_BUILD/tests/bench/loader_bench" "$@"
 fi

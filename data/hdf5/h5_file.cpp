@@ -82,12 +82,26 @@ H5File H5File::open(const std::filesystem::path& path) {
   return H5File(id, path_);
 }
 
-H5File::H5File(H5File&& other) noexcept : id_(other.id_), path_(std::move(other.path_)) {
+H5File::H5File(H5File&& other) noexcept
+    : id_(other.id_),
+      path_(std::move(other.path_)),
+      open_datasets_(std::move(other.open_datasets_)) {
   other.id_ = -1;
+  other.open_datasets_.clear();
 }
 
 H5File::~H5File() {
+  for (const auto& [name, set] : open_datasets_) H5Dclose(set);
   if (id_ >= 0) H5Fclose(id_);
+}
+
+hid_t H5File::cached_dataset(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(cache_mutex_);
+  const auto it = open_datasets_.find(name);
+  if (it != open_datasets_.end()) return it->second;
+  const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));
+  open_datasets_.emplace(name, set);
+  return set;
 }
 
 bool H5File::has(const std::string& name) const {
@@ -169,14 +183,18 @@ at::Tensor H5File::read(const std::string& name) const {
 void H5File::read_bytes(const std::string& name, std::int64_t offset, std::int64_t count,
                         std::uint8_t* out) const {
   if (count == 0) return;
-  const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));
-  Closer closer{set, H5Dclose};
+  const hid_t set = cached_dataset(name);
   Closer file_space{FT_CHECK_H5(H5Dget_space(set)), H5Sclose};
   const hsize_t start = static_cast<hsize_t>(offset);
   const hsize_t n = static_cast<hsize_t>(count);
   FT_CHECK_H5(H5Sselect_hyperslab(file_space.id, H5S_SELECT_SET, &start, nullptr, &n, nullptr));
   Closer memory_space{FT_CHECK_H5(H5Screate_simple(1, &n, nullptr)), H5Sclose};
   FT_CHECK_H5(H5Dread(set, H5T_NATIVE_UINT8, memory_space.id, file_space.id, H5P_DEFAULT, out));
+}
+
+std::int64_t H5File::contiguous_offset(const std::string& name) const {
+  const haddr_t at = H5Dget_offset(cached_dataset(name));
+  return at == HADDR_UNDEF ? -1 : static_cast<std::int64_t>(at);
 }
 
 std::int64_t H5File::length(const std::string& name) const {

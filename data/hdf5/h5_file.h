@@ -4,6 +4,8 @@
 #include <hdf5.h>
 
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -49,6 +51,9 @@ class H5File {
   // contiguous read.
   void read_bytes(const std::string& name, std::int64_t offset, std::int64_t count,
                   std::uint8_t* out) const;
+  // The file offset of a dataset stored contiguously (HDF5's default layout), so its bytes can
+  // be read straight from the file; -1 for chunked or compact datasets.
+  std::int64_t contiguous_offset(const std::string& name) const;
   // The number of elements of a 1-D dataset.
   std::int64_t length(const std::string& name) const;
   std::vector<std::string> read_strings(const std::string& name) const;
@@ -56,8 +61,13 @@ class H5File {
 
  private:
   H5File(hid_t id, std::string path) : id_(id), path_(std::move(path)) {}
+  // The open handle of dataset `name`, kept for repeated read_bytes calls (one per image).
+  hid_t cached_dataset(const std::string& name) const;
+
   hid_t id_ = -1;
   std::string path_;
+  mutable std::mutex cache_mutex_;
+  mutable std::map<std::string, hid_t> open_datasets_;
 };
 
 }  // namespace facetrain::data

@@ -57,6 +57,18 @@ void JpegCodec::decode(const std::uint8_t* bytes, std::size_t length, at::Tensor
   }
 }
 
+void JpegCodec::decode_into(const std::uint8_t* bytes, std::size_t length, std::uint8_t* out,
+                            int width, int height, const std::string& source) {
+  const auto [w, h] = size(bytes, length, source);
+  if (w != width || h != height) {
+    throw DataError(fmt::format("{}: image is {}x{}, expected {}x{}", source, w, h, width, height));
+  }
+  if (tjDecompress2(static_cast<tjhandle>(decoder_), bytes, static_cast<unsigned long>(length), out,
+                    width, 0, height, TJPF_RGB, TJFLAG_STOPONWARNING) != 0) {
+    fail(decoder_, "tjDecompress2", source);
+  }
+}
+
 at::Tensor JpegCodec::decode(const std::vector<std::uint8_t>& bytes, const std::string& source) {
   at::Tensor out;
   decode(bytes.data(), bytes.size(), out, source);

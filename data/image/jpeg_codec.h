@@ -26,6 +26,10 @@ class JpegCodec {
   void decode(const std::uint8_t* bytes, std::size_t length, at::Tensor& out,
               const std::string& source);
   at::Tensor decode(const std::vector<std::uint8_t>& bytes, const std::string& source);
+  // Decodes an image that must be `width`×`height` into `out` (width·height·3 bytes, RGB);
+  // DataError naming `source` and both sizes when it is another size.
+  void decode_into(const std::uint8_t* bytes, std::size_t length, std::uint8_t* out, int width,
+                   int height, const std::string& source);
   // Encodes uint8 [height, width, 3] RGB at `quality` (1..100) with 4:2:0 chroma subsampling.
   std::vector<std::uint8_t> encode(const at::Tensor& rgb, int quality);
 

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "data/image/jpeg_codec.h"
 #include "framework/core/error.h"
 
@@ -16,6 +18,12 @@ std::uint64_t mix(std::uint64_t x) {
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
   return x ^ (x >> 31);
 }
+
+// One RGB pixel, so a row can be mirrored with std::reverse.
+struct Pixel {
+  std::uint8_t c[3];
+};
+static_assert(sizeof(Pixel) == 3);
 
 bool draw_flip(std::uint64_t seed, std::int64_t epoch, std::int64_t position) {
   return (mix(mix(seed ^ 0x666c6970ull) ^ mix(static_cast<std::uint64_t>(epoch)) ^
@@ -100,31 +108,35 @@ Batch FaceLoader::build(std::int64_t epoch, std::int64_t step, std::int64_t firs
   batch.indices = at::empty({count}, at::kLong);
   JpegCodec codec;
   std::vector<std::uint8_t> bytes;
-  at::Tensor image;
   const auto* perm = permutation_.data_ptr<std::int64_t>();
   const auto* labels = dataset_->labels().data_ptr<std::int32_t>();
+  auto* images = batch.images.data_ptr<std::uint8_t>();
+  auto* out_labels = batch.labels.data_ptr<std::int64_t>();
+  auto* out_indices = batch.indices.data_ptr<std::int64_t>();
+  const int height = static_cast<int>(manifest.image_height);
+  const int width = static_cast<int>(manifest.image_width);
+  const std::int64_t image_bytes = manifest.image_height * manifest.image_width * 3;
   std::int64_t kept = 0;
   for (std::int64_t position = begin; position < end; ++position) {
     const std::int64_t index = perm[position];
+    std::uint8_t* pixels = images + kept * image_bytes;
     try {
       dataset_->read(index, bytes);
-      image = batch.images[kept];
-      codec.decode(bytes.data(), bytes.size(), image, dataset_->describe(index));
-      if (image.data_ptr() != batch.images[kept].data_ptr()) {
-        throw DataError(fmt::format("{}: image is {}x{}, the manifest says {}x{}",
-                                    dataset_->describe(index), image.size(1), image.size(0),
-                                    manifest.image_width, manifest.image_height));
+      // The sample is described only when it fails: formatting it for every image costs.
+      codec.decode_into(bytes.data(), bytes.size(), pixels, width, height, "");
+    } catch (const DataError& e) {
+      if (!options_.skip_corrupt) {
+        throw DataError(fmt::format("{}{}", dataset_->describe(index), e.what()));
       }
-    } catch (const DataError&) {
-      if (!options_.skip_corrupt) throw;
       ++batch.skipped;
       continue;
     }
     if (options_.flip && draw_flip(options_.seed, epoch, position)) {
-      batch.images[kept].copy_(batch.images[kept].flip({1}));
+      auto* px = reinterpret_cast<Pixel*>(pixels);
+      for (int y = 0; y < height; ++y) std::reverse(px + y * width, px + (y + 1) * width);
     }
-    batch.labels[kept] = static_cast<std::int64_t>(labels[index]);
-    batch.indices[kept] = index;
+    out_labels[kept] = labels[index];
+    out_indices[kept] = index;
     ++kept;
   }
   if (kept < count) {

@@ -1,8 +1,12 @@
 #include "data/shards/sharded_dataset.h"
 
 #include <ATen/ATen.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <functional>
@@ -118,10 +122,18 @@ ShardedDataset::ShardedDataset(const std::filesystem::path& dir)
     start += shard.num_samples;
     offsets_.push_back(offsets);
     labels.push_back(shard_labels);
+    jpeg_offsets_.push_back(file->contiguous_offset("jpeg"));
+    fds_.push_back(jpeg_offsets_.back() >= 0 ? ::open(path.c_str(), O_RDONLY | O_CLOEXEC) : -1);
     files_.push_back(std::move(file));
   }
   starts_.push_back(start);
   labels_ = labels.empty() ? at::empty({0}, at::kInt) : at::cat(labels);
+}
+
+ShardedDataset::~ShardedDataset() {
+  for (int fd : fds_) {
+    if (fd >= 0) ::close(fd);
+  }
 }
 
 std::pair<std::size_t, std::int64_t> ShardedDataset::locate(std::int64_t index) const {
@@ -148,7 +160,23 @@ void ShardedDataset::read(std::int64_t index, std::vector<std::uint8_t>& out) co
     throw DataError(fmt::format("{}: bad offsets [{}, {})", describe(index), begin, end));
   }
   out.resize(static_cast<std::size_t>(end - begin));
-  files_[shard]->read_bytes("jpeg", begin, end - begin, out.data());
+  if (fds_[shard] < 0) {
+    files_[shard]->read_bytes("jpeg", begin, end - begin, out.data());
+    return;
+  }
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n =
+        ::pread(fds_[shard], out.data() + done, out.size() - done,
+                static_cast<off_t>(jpeg_offsets_[shard] + begin) + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      throw DataError(fmt::format("{}: reading {} bytes at /jpeg[{}] failed: {}", describe(index),
+                                  out.size(), begin,
+                                  n == 0 ? "end of file" : std::strerror(errno)));
+    }
+    done += static_cast<std::size_t>(n);
+  }
 }
 
 std::vector<std::uint8_t> ShardedDataset::read(std::int64_t index) const {

@@ -53,6 +53,9 @@ class ShardedDatasetWriter {
 class ShardedDataset {
  public:
   explicit ShardedDataset(const std::filesystem::path& dir);
+  ~ShardedDataset();
+  ShardedDataset(const ShardedDataset&) = delete;
+  ShardedDataset& operator=(const ShardedDataset&) = delete;
 
   const Manifest& manifest() const { return manifest_; }
   std::int64_t size() const { return manifest_.num_samples; }
@@ -72,6 +75,10 @@ class ShardedDataset {
   std::filesystem::path dir_;
   Manifest manifest_;
   std::vector<std::unique_ptr<H5File>> files_;
+  // Per shard: a plain file descriptor and /jpeg's file offset, so image reads bypass HDF5's
+  // global lock and per-call cost (/jpeg is stored contiguously); -1 falls back to HDF5.
+  std::vector<int> fds_;
+  std::vector<std::int64_t> jpeg_offsets_;
   std::vector<at::Tensor> offsets_;   // int64 [n + 1] per shard
   std::vector<std::int64_t> starts_;  // global index of each shard's first sample, + total
   at::Tensor labels_;
