@@ -6,6 +6,7 @@
 #include "data/recordio/recordio_packer.h"
 #include "data/shards/folder_packer.h"
 #include "data/shards/sharded_dataset.h"
+#include "data/synth/synthetic_faces.h"
 #include "framework/cli/commands.h"
 #include "framework/core/error.h"
 #include "framework/log/logger.h"
@@ -40,6 +41,32 @@ int run_pack(const PackArgs& args) {
       "({:.0f} img/s) -> {}\n",
       manifest.num_samples, manifest.num_classes, manifest.shards.size(), bytes / 1e6,
       bar.elapsed(), manifest.num_samples / std::max(1e-9, bar.elapsed()), args.out);
+  return 0;
+}
+
+struct SynthArgs {
+  data::SynthOptions options;
+  std::string out;
+  std::string pairs_out;
+};
+
+int run_synth(const SynthArgs& args) {
+  if (args.options.pairs > 0 && args.pairs_out.empty()) {
+    throw UsageError("data synth: --pairs needs --pairs-out FILE.h5");
+  }
+  log::ProgressBar bar("synth", "img");
+  const auto manifest = data::synthesize_faces(
+      args.out, args.pairs_out, args.options,
+      [&](std::int64_t done, std::int64_t total) { bar.update(done, total); });
+  const double secs = std::max(1e-9, bar.elapsed());
+  const std::int64_t images = manifest.num_samples + 2 * args.options.pairs;
+  fmt::print("synthesized {} images of {} identities -> {}", manifest.num_samples,
+             manifest.num_classes, args.out);
+  if (args.options.pairs > 0) {
+    fmt::print("; {} verification pairs over held-out identities -> {}", args.options.pairs,
+               args.pairs_out);
+  }
+  fmt::print(" ({} images in {:.1f} s, {:.0f} img/s)\n", images, secs, images / secs);
   return 0;
 }
 
@@ -101,6 +128,35 @@ void add_data_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, 
   pack->add_flag("--resize", pack_args->resize,
                  "Resize images of another size (and re-encode them) instead of failing");
   out.emplace_back(pack, [pack_args] { return run_pack(*pack_args); });
+
+  auto* synth = data_cmd->add_subcommand(
+      "synth",
+      "Render a synthetic face dataset (procedural aligned 112x112 faces: each identity "
+      "a stable set of facial features, each image another pose, light, expression, "
+      "blur, noise and JPEG quality) and optionally verification pairs over held-out "
+      "identities");
+  auto synth_args = std::make_shared<SynthArgs>();
+  synth->add_option("--identities", synth_args->options.identities, "Training identities")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  synth->add_option("--per-identity", synth_args->options.per_identity, "Images per identity")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  synth->add_option("--out", synth_args->out, "The dataset folder to create")->required();
+  synth
+      ->add_option("--pairs", synth_args->options.pairs,
+                   "Verification pairs (half same, half different identity)")
+      ->check(CLI::NonNegativeNumber);
+  synth->add_option("--pairs-out", synth_args->pairs_out, "Verification-set file (.h5)");
+  synth
+      ->add_option("--heldout-identities", synth_args->options.heldout_identities,
+                   "Identities for the pairs, none of them in the training set (default: "
+                   "max(10, identities/5))")
+      ->check(CLI::NonNegativeNumber);
+  synth->add_option("--seed", synth_args->options.seed, "Everything is a function of it");
+  synth->add_option("--shard-size", synth_args->options.shard_size, "Images per shard")
+      ->check(CLI::PositiveNumber);
+  out.emplace_back(synth, [synth_args] { return run_synth(*synth_args); });
 
   auto* verify = data_cmd->add_subcommand(
       "verify",
