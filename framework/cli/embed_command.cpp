@@ -5,10 +5,14 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <memory>
 
 #include "data/hdf5/h5_file.h"
 #include "data/image/image_files.h"
 #include "data/image/jpeg_codec.h"
+#include "data/shards/sharded_dataset.h"
+#include "data/verification/verification_set.h"
 #include "framework/cli/commands.h"
 #include "framework/core/error.h"
 #include "framework/log/logger.h"
@@ -40,31 +44,50 @@ int run_embed(const EmbedArgs& args) {
       args.network, models::BackboneOptions().embedding_size(
                         models::embedding_size_in(args.network, weights, args.weights)));
   models::load_state_dict(*backbone, weights, args.weights);
-  const auto files = data::list_jpeg_files(args.input);
-  const fs::path root =
-      fs::is_directory(args.input) ? fs::path(args.input) : fs::path(args.input).parent_path();
+  // The images: a dataset folder, a verification set, or JPEG files.
+  std::int64_t count = 0;
+  std::function<std::vector<std::uint8_t>(std::int64_t)> bytes_of;
+  std::function<std::string(std::int64_t)> name_of;
+  at::Tensor labels, issame;
+  std::unique_ptr<data::ShardedDataset> dataset;
+  std::unique_ptr<data::VerificationSet> pairs;
+  std::vector<fs::path> files;
+  const fs::path input(args.input);
+  if (fs::is_directory(input) && fs::exists(input / "manifest.json")) {
+    dataset = std::make_unique<data::ShardedDataset>(input);
+    count = dataset->size();
+    bytes_of = [&](std::int64_t i) { return dataset->read(i); };
+    name_of = [&](std::int64_t i) { return dataset->describe(i); };
+    labels = dataset->labels().to(at::kLong);
+  } else if (fs::is_regular_file(input) && input.extension() == ".h5") {
+    pairs = std::make_unique<data::VerificationSet>(input);
+    count = 2 * pairs->num_pairs();
+    bytes_of = [&](std::int64_t i) { return pairs->image(i); };
+    name_of = [](std::int64_t i) { return fmt::format("pair {} image {}", i / 2, i % 2); };
+    issame = at::tensor(std::vector<std::int64_t>(pairs->issame().begin(), pairs->issame().end()))
+                 .to(at::kByte);
+  } else {
+    files = data::list_jpeg_files(input);
+    const fs::path root = fs::is_directory(input) ? input : input.parent_path();
+    count = static_cast<std::int64_t>(files.size());
+    bytes_of = [&](std::int64_t i) { return data::read_file_bytes(files[static_cast<std::size_t>(i)]); };
+    name_of = [&, root](std::int64_t i) { return fs::relative(files[static_cast<std::size_t>(i)], root).string(); };
+  }
 
   data::JpegCodec codec;
   std::vector<at::Tensor> embeddings;
   std::vector<std::string> names;
   const auto start = std::chrono::steady_clock::now();
-  for (std::size_t first = 0; first < files.size();
-       first += static_cast<std::size_t>(args.batch_size)) {
-    const std::size_t last =
-        std::min(files.size(), first + static_cast<std::size_t>(args.batch_size));
-    at::Tensor batch = at::empty(
-        {static_cast<std::int64_t>(last - first), args.image_size, args.image_size, 3}, at::kByte);
-    for (std::size_t i = first; i < last; ++i) {
-      const std::string source = files[i].string();
-      const auto bytes = data::read_file_bytes(files[i]);
-      at::Tensor image = codec.decode(bytes, source);
-      if (image.size(0) != args.image_size || image.size(1) != args.image_size) {
-        throw DataError(fmt::format("{}: image is {}x{}, expected an aligned {}x{} face", source,
-                                    image.size(1), image.size(0), args.image_size,
-                                    args.image_size));
-      }
-      batch[static_cast<std::int64_t>(i - first)].copy_(image);
-      names.push_back(fs::relative(files[i], root).string());
+  for (std::int64_t first = 0; first < count; first += args.batch_size) {
+    const std::int64_t last = std::min(count, first + args.batch_size);
+    at::Tensor batch = at::empty({last - first, args.image_size, args.image_size, 3}, at::kByte);
+    for (std::int64_t i = first; i < last; ++i) {
+      const std::string name = name_of(i);
+      const std::string source = files.empty() ? fmt::format("{}: {}", args.input, name) : files[static_cast<std::size_t>(i)].string();
+      const auto bytes = bytes_of(i);
+      codec.decode_into(bytes.data(), bytes.size(), batch[i - first].data_ptr<std::uint8_t>(),
+                        static_cast<int>(args.image_size), static_cast<int>(args.image_size), source);
+      names.push_back(name);
     }
     embeddings.push_back(models::embed_images(*backbone, batch, args.flip, args.normalize));
   }
@@ -78,6 +101,8 @@ int run_embed(const EmbedArgs& args) {
     auto file = data::H5File::create(tmp);
     file.write("embeddings", at::cat(embeddings).to(at::kFloat));
     file.write_strings("names", names);
+    if (labels.defined()) file.write("labels", labels);
+    if (issame.defined()) file.write("issame", issame);
     file.write_attribute("network", args.network);
     file.write_attribute("weights", args.weights);
     file.write_attribute("flip", args.flip ? "true" : "false");
@@ -106,7 +131,9 @@ void add_embed_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*,
       ->check(CLI::ExistingFile);
   sub->add_option("--network", args->network, "Backbone: iresnet18/34/50/100/200 or mbf")
       ->required();
-  sub->add_option("--input", args->input, "A JPEG file or a folder of them")->required();
+  sub->add_option("--input", args->input,
+                  "A JPEG file, a folder of them, a dataset folder or a verification set (.h5)")
+      ->required();
   sub->add_option("--out", args->out, "Output HDF5 file")->required();
   sub->add_option("--batch-size", args->batch_size, "Images per forward pass")
       ->check(CLI::PositiveNumber);
