@@ -1,11 +1,14 @@
 #include "data/image/image_files.h"
 
+#include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <stb/stb_image.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <fstream>
+#include <memory>
 
 #include "framework/core/error.h"
 
@@ -19,28 +22,28 @@ std::string lower_extension(const std::filesystem::path& p) {
   return ext;
 }
 
-bool is_jpeg(const std::string& ext) {
-  return ext == ".jpg" || ext == ".jpeg";
+bool is_supported_image(const std::string& ext) {
+  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp" || ext == ".tga" ||
+         ext == ".gif";
 }
-bool is_other_image(const std::string& ext) {
-  return ext == ".png" || ext == ".bmp" || ext == ".webp" || ext == ".tif" || ext == ".tiff";
+bool is_unsupported_image(const std::string& ext) {
+  return ext == ".webp" || ext == ".tif" || ext == ".tiff" || ext == ".heic" || ext == ".jxl";
 }
 
 }  // namespace
 
-std::vector<std::filesystem::path> list_jpeg_files(const std::filesystem::path& root) {
+std::vector<std::filesystem::path> list_image_files(const std::filesystem::path& root) {
   namespace fs = std::filesystem;
   if (!fs::exists(root)) throw DataError(fmt::format("{}: no such file or folder", root.string()));
   std::vector<fs::path> out;
   auto consider = [&](const fs::path& p) {
     const std::string ext = lower_extension(p);
-    if (is_jpeg(ext)) {
+    if (is_supported_image(ext)) {
       out.push_back(p);
-    } else if (is_other_image(ext)) {
-      throw DataError(
-          fmt::format("{}: {} images are not supported; facetrain reads JPEG only "
-                      "(convert the file, e.g. with ImageMagick's convert)",
-                      p.string(), ext.substr(1)));
+    } else if (is_unsupported_image(ext)) {
+      throw DataError(fmt::format("{}: {} images are not supported (JPEG, PNG, BMP, TGA and GIF "
+                                  "are); convert the file, e.g. with ImageMagick's convert",
+                                  p.string(), ext.substr(1)));
     }
   };
   if (fs::is_regular_file(root)) {
@@ -50,7 +53,7 @@ std::vector<std::filesystem::path> list_jpeg_files(const std::filesystem::path& 
       if (entry.is_regular_file()) consider(entry.path());
     }
   }
-  if (out.empty()) throw DataError(fmt::format("{}: no JPEG images found", root.string()));
+  if (out.empty()) throw DataError(fmt::format("{}: no images found", root.string()));
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -62,6 +65,26 @@ std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path) {
                                   std::istreambuf_iterator<char>());
   if (in.bad()) throw DataError(fmt::format("{}: read error", path.string()));
   return bytes;
+}
+
+}  // namespace facetrain::data
+
+namespace facetrain::data {
+
+bool is_jpeg(const std::vector<std::uint8_t>& bytes) {
+  return bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF;
+}
+
+at::Tensor decode_non_jpeg(const std::vector<std::uint8_t>& bytes, const std::string& source) {
+  int width = 0, height = 0, channels = 0;
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
+      stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height,
+                            &channels, 3),
+      stbi_image_free);
+  if (!pixels) {
+    throw DataError(fmt::format("{}: cannot decode the image: {}", source, stbi_failure_reason()));
+  }
+  return at::from_blob(pixels.get(), {height, width, 3}, at::kByte).clone();
 }
 
 }  // namespace facetrain::data

@@ -31,6 +31,20 @@ at::Tensor resize_square(const at::Tensor& hwc, std::int64_t size) {
 
 std::vector<std::uint8_t> conform_jpeg(JpegCodec& codec, std::vector<std::uint8_t> bytes,
                                        const PackOptions& options, const std::string& source) {
+  if (!is_jpeg(bytes)) {
+    // Other formats are decoded and stored as JPEG (resized first when asked to and needed).
+    at::Tensor image = decode_non_jpeg(bytes, source);
+    if (image.size(0) != options.image_size || image.size(1) != options.image_size) {
+      if (!options.resize) {
+        throw DataError(fmt::format("{}: image is {}x{}, expected {}x{} aligned faces (pass "
+                                    "--resize to resize)",
+                                    source, image.size(1), image.size(0), options.image_size,
+                                    options.image_size));
+      }
+      image = resize_square(image, options.image_size);
+    }
+    return codec.encode(image, options.jpeg_quality);
+  }
   const auto [width, height] = codec.size(bytes.data(), bytes.size(), source);
   if (width == options.image_size && height == options.image_size) return bytes;
   if (!options.resize) {
@@ -65,7 +79,7 @@ Manifest pack_image_folder(const std::filesystem::path& input, const std::filesy
   std::int64_t total = 0;
   for (const auto& dir : identities) {
     try {
-      files.push_back(list_jpeg_files(dir));
+      files.push_back(list_image_files(dir));
     } catch (const DataError& e) {
       throw DataError(fmt::format("identity folder {}", e.what()));
     }

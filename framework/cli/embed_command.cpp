@@ -67,7 +67,7 @@ int run_embed(const EmbedArgs& args) {
     issame = at::tensor(std::vector<std::int64_t>(pairs->issame().begin(), pairs->issame().end()))
                  .to(at::kByte);
   } else {
-    files = data::list_jpeg_files(input);
+    files = data::list_image_files(input);
     const fs::path root = fs::is_directory(input) ? input : input.parent_path();
     count = static_cast<std::int64_t>(files.size());
     bytes_of = [&](std::int64_t i) { return data::read_file_bytes(files[static_cast<std::size_t>(i)]); };
@@ -85,8 +85,18 @@ int run_embed(const EmbedArgs& args) {
       const std::string name = name_of(i);
       const std::string source = files.empty() ? fmt::format("{}: {}", args.input, name) : files[static_cast<std::size_t>(i)].string();
       const auto bytes = bytes_of(i);
-      codec.decode_into(bytes.data(), bytes.size(), batch[i - first].data_ptr<std::uint8_t>(),
-                        static_cast<int>(args.image_size), static_cast<int>(args.image_size), source);
+      if (data::is_jpeg(bytes)) {
+        codec.decode_into(bytes.data(), bytes.size(), batch[i - first].data_ptr<std::uint8_t>(),
+                          static_cast<int>(args.image_size), static_cast<int>(args.image_size),
+                          source);
+      } else {
+        const at::Tensor image = data::decode_non_jpeg(bytes, source);
+        if (image.size(0) != args.image_size || image.size(1) != args.image_size) {
+          throw DataError(fmt::format("{}: image is {}x{}, expected {}x{}", source, image.size(1),
+                                      image.size(0), args.image_size, args.image_size));
+        }
+        batch[i - first].copy_(image);
+      }
       names.push_back(name);
     }
     embeddings.push_back(models::embed_images(*backbone, batch, args.flip, args.normalize));
@@ -132,7 +142,8 @@ void add_embed_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*,
   sub->add_option("--network", args->network, "Backbone: iresnet18/34/50/100/200 or mbf")
       ->required();
   sub->add_option("--input", args->input,
-                  "A JPEG file, a folder of them, a dataset folder or a verification set (.h5)")
+                  "An image file (JPEG, PNG, BMP, TGA, GIF), a folder of them, a dataset folder "
+                  "or a verification set (.h5)")
       ->required();
   sub->add_option("--out", args->out, "Output HDF5 file")->required();
   sub->add_option("--batch-size", args->batch_size, "Images per forward pass")

@@ -8,6 +8,7 @@
     DIR/broken/face.jpg                              the first half of a JPEG
     DIR/identities/id_0 … id_4/k.jpg                 5 identities × 3 faces, 112x112
     DIR/identities_mixed/id_0/{0.jpg (112), 1.jpg (128x128)}
+    DIR/identities_png/id_0/0.png, id_1/0.jpg      a PNG identity beside a JPEG one
     DIR/empty/, DIR/hollow/id_0/ (an identity without images)
 """
 import os
@@ -48,6 +49,10 @@ def main(root):
     os.makedirs(mixed, exist_ok=True)
     face(30).save(os.path.join(mixed, "0.jpg"), quality=90)
     face(31).resize((128, 128)).save(os.path.join(mixed, "1.jpg"), quality=90)
+    for ident, ext in ((0, "png"), (1, "jpg")):
+        d = os.path.join(root, "identities_png", f"id_{ident}")
+        os.makedirs(d, exist_ok=True)
+        face(40 + ident).save(os.path.join(d, f"0.{ext}"))
     os.makedirs(os.path.join(root, "empty"), exist_ok=True)
     os.makedirs(os.path.join(root, "hollow", "id_0"), exist_ok=True)
     with open(os.path.join(root, "faces", "a", "0.jpg"), "rb") as f:

@@ -169,7 +169,7 @@ TEST_F(ShardedDatasetTest, FolderErrorsAndResize) {
             std::string::npos);
   EXPECT_NE(test::thrown_message<DataError>([&] {
               pack_image_folder(root_ / "src" / "hollow", root_ / "out_hollow", options);
-            }).find("id_0: no JPEG images found"),
+            }).find("id_0: no images found"),
             std::string::npos);
   const std::string size = test::thrown_message<DataError>(
       [&] { pack_image_folder(root_ / "src" / "identities_mixed", root_ / "out_mixed", options); });
@@ -183,6 +183,19 @@ TEST_F(ShardedDatasetTest, FolderErrorsAndResize) {
   const ShardedDataset ds(root_ / "out_resized");
   JpegCodec codec;
   EXPECT_EQ(codec.decode(ds.read(1), "resized").sizes(), at::IntArrayRef({112, 112, 3}));
+  // PNG faces are stored as JPEG.
+  pack_image_folder(root_ / "src" / "identities_png", root_ / "out_png", PackOptions{});
+  EXPECT_TRUE(verify_dataset(root_ / "out_png").empty());
+  const ShardedDataset png_ds(root_ / "out_png");
+  const auto stored = png_ds.read(0);
+  EXPECT_TRUE(is_jpeg(stored));
+  const at::Tensor original =
+      decode_non_jpeg(read_file_bytes(root_ / "src" / "identities_png" / "id_0" / "0.png"), "png");
+  EXPECT_LT((codec.decode(stored, "stored").to(at::kDouble) - original.to(at::kDouble))
+                .abs()
+                .mean()
+                .item<double>(),
+            8.0);
   // A folder that already holds a dataset is not overwritten.
   EXPECT_NE(test::thrown_message<DataError>([&] {
               pack_image_folder(root_ / "src" / "identities", root_ / "clean", options);
