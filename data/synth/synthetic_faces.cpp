@@ -1,7 +1,10 @@
 #include "data/synth/synthetic_faces.h"
 
-#include <ATen/Parallel.h>
 #include <fmt/format.h>
+
+#include <atomic>
+#include <exception>
+#include <thread>
 
 #include "data/image/jpeg_codec.h"
 #include "data/shards/sharded_dataset.h"
@@ -12,13 +15,29 @@
 namespace facetrain::data {
 namespace {
 
-// Renders `count` images in parallel, `job(i)` giving image i; returns them in order.
+// Renders `count` images on every core, `job(i)` giving image i; returns them in order. Each
+// image depends only on its index, so the result does not depend on the thread count.
 std::vector<std::vector<std::uint8_t>> render_all(
     std::int64_t count, const std::function<std::vector<std::uint8_t>(std::int64_t)>& job) {
   std::vector<std::vector<std::uint8_t>> out(static_cast<std::size_t>(count));
-  at::parallel_for(0, count, 16, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t i = begin; i < end; ++i) out[static_cast<std::size_t>(i)] = job(i);
-  });
+  const auto threads = static_cast<std::int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+  std::atomic<std::int64_t> next{0};
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));
+  std::vector<std::thread> pool;
+  for (std::int64_t t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      try {
+        for (std::int64_t i = next++; i < count; i = next++)
+          out[static_cast<std::size_t>(i)] = job(i);
+      } catch (...) {
+        errors[static_cast<std::size_t>(t)] = std::current_exception();
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
   return out;
 }
 
