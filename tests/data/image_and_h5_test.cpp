@@ -16,42 +16,24 @@
 #include "framework/core/error.h"
 #include "models/embedding.h"
 #include "models/state_dict.h"
+#include "tests/support/process.h"
 #include "tests/support/thrown_message.h"
 
 namespace facetrain::data {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? v : "";
-}
-
-struct Exec {
-  int code = -1;
-  std::string out;
-};
-
-Exec run(const std::string& cmd) {
-  Exec r;
-  FILE* pipe = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return r;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) r.out.append(buf, n);
-  const int status = ::pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+using test::env;
+using test::Exec;
+using test::run;
+using test::run_python;
 
 class ImageFixture : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = fs::temp_directory_path() / ("facetrain_images_" + std::to_string(::getpid()));
     fs::create_directories(dir_);
-    const Exec made = run(env("FACETRAIN_PYTHON") + " " + env("FACETRAIN_SOURCE_DIR") +
-                          "/tests/data/python_faces.py " + dir_.string());
+    const Exec made = run_python("data/python_faces.py " + dir_.string());
     ASSERT_EQ(made.code, 0) << made.out;
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
@@ -89,8 +71,9 @@ TEST_F(ImageFixture, PngDecodesLosslessly) {
   const at::Tensor back = codec.decode(codec.encode(image, 95), "re-encoded");
   EXPECT_LT((back.to(torch::kDouble) - image.to(torch::kDouble)).abs().mean().item<double>(), 8.0);
   const std::vector<std::uint8_t> junk(50, 7);
-  EXPECT_NE(test::thrown_message<DataError>([&] { decode_non_jpeg(junk, "junk.png"); })
-                .find("junk.png: cannot decode the image"),
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              decode_non_jpeg(junk, "junk.png");
+            }).find("junk.png: cannot decode the image"),
             std::string::npos);
 }
 
@@ -121,11 +104,13 @@ TEST_F(ImageFixture, ListingIsRecursiveSortedAndRejectsOtherFormats) {
   EXPECT_EQ(list_image_files(dir_ / "png").size(), 1u);
   fs::create_directories(dir_ / "webp");
   std::ofstream(dir_ / "webp" / "face.webp") << "RIFF";
-  EXPECT_NE(test::thrown_message<DataError>([&] { list_image_files(dir_ / "webp"); })
-                .find("face.webp: webp images are not supported"),
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              list_image_files(dir_ / "webp");
+            }).find("face.webp: webp images are not supported"),
             std::string::npos);
-  EXPECT_NE(test::thrown_message<DataError>([&] { list_image_files(dir_ / "raw"); })
-                .find("no images found"),
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              list_image_files(dir_ / "raw");
+            }).find("no images found"),
             std::string::npos);
   EXPECT_NE(test::thrown_message<DataError>([&] {
               list_image_files(dir_ / "nope");
@@ -176,8 +161,7 @@ TEST_F(ImageFixture, EmbedCommandWritesWhatTheLibraryComputes) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("embedded 5 images with mbf"), std::string::npos) << r.out;
 
-  const Exec py = run(env("FACETRAIN_PYTHON") + " " + env("FACETRAIN_SOURCE_DIR") +
-                      "/tests/data/python_read_embeddings.py " + out.string() + " 5 32");
+  const Exec py = run_python("data/python_read_embeddings.py " + out.string() + " 5 32");
   EXPECT_EQ(py.code, 0) << py.out;
 
   auto file = H5File::open(out);
@@ -203,20 +187,21 @@ TEST_F(ImageFixture, EmbedCommandReadsDatasetsAndVerificationSets) {
   const fs::path weights = dir_ / "mbf16.pt";
   models::write_state_dict(weights, models::state_dict(*net));
   const std::string bin = env("FACETRAIN_BIN");
-  const Exec synth = run(bin + " data synth --identities 3 --per-identity 2 --out " +
-                         (dir_ / "synth").string() + " --pairs 4 --pairs-out " +
-                         (dir_ / "pairs.h5").string() + " --seed 3");
+  const Exec synth =
+      run(bin + " data synth --identities 3 --per-identity 2 --out " + (dir_ / "synth").string() +
+          " --pairs 4 --pairs-out " + (dir_ / "pairs.h5").string() + " --seed 3");
   ASSERT_EQ(synth.code, 0) << synth.out;
-  const Exec on_dataset = run(bin + " embed --weights " + weights.string() + " --network mbf --input " +
-                              (dir_ / "synth").string() + " --out " + (dir_ / "ds.h5").string());
+  const Exec on_dataset =
+      run(bin + " embed --weights " + weights.string() + " --network mbf --input " +
+          (dir_ / "synth").string() + " --out " + (dir_ / "ds.h5").string());
   ASSERT_EQ(on_dataset.code, 0) << on_dataset.out;
   auto ds = H5File::open(dir_ / "ds.h5");
   EXPECT_EQ(ds.read("embeddings").sizes(), at::IntArrayRef({6, 16}));
   EXPECT_TRUE(ds.read("labels").equal(torch::tensor({0L, 0L, 1L, 1L, 2L, 2L})));
   EXPECT_EQ(ds.read_strings("names")[3], "shard-00000.h5: sample 3");
-  const Exec on_pairs = run(bin + " embed --weights " + weights.string() + " --network mbf --input " +
-                            (dir_ / "pairs.h5").string() + " --out " + (dir_ / "pe.h5").string() +
-                            " --flip --normalize");
+  const Exec on_pairs = run(bin + " embed --weights " + weights.string() +
+                            " --network mbf --input " + (dir_ / "pairs.h5").string() + " --out " +
+                            (dir_ / "pe.h5").string() + " --flip --normalize");
   ASSERT_EQ(on_pairs.code, 0) << on_pairs.out;
   auto pe = H5File::open(dir_ / "pe.h5");
   EXPECT_EQ(pe.read("embeddings").sizes(), at::IntArrayRef({8, 16}));
@@ -237,8 +222,7 @@ TEST_F(ImageFixture, EmbedCommandErrors) {
   };
   const Exec size = embed((dir_ / "wrong_size").string(), "mbf");
   EXPECT_EQ(size.code, 1);
-  EXPECT_NE(size.out.find("face.jpg: image is 100x90, expected 112x112"),
-            std::string::npos)
+  EXPECT_NE(size.out.find("face.jpg: image is 100x90, expected 112x112"), std::string::npos)
       << size.out;
   fs::create_directories(dir_ / "webp_only");
   std::ofstream(dir_ / "webp_only" / "face.webp") << "RIFF";

@@ -16,21 +16,17 @@
 #include "data/recordio/recordio_reader.h"
 #include "data/shards/sharded_dataset.h"
 #include "framework/core/error.h"
+#include "tests/support/process.h"
 #include "tests/support/thrown_message.h"
 
 namespace facetrain::data {
 namespace {
 
 namespace fs = std::filesystem;
+using test::env;
 
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? v : "";
-}
-
-int shell(const std::string& cmd) {
-  const int status = std::system(cmd.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+int shell(const std::string& command) {
+  return test::run(command).code;
 }
 
 struct Expected {

@@ -1,40 +1,22 @@
 // The facetrain executable as a user runs it: real processes, real files, exit codes.
 
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
+#include "tests/support/process.h"
+
 namespace {
 
-struct Exec {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
+using facetrain::test::Exec;
 
-std::string binary() {
-  const char* bin = std::getenv("FACETRAIN_BIN");
-  return bin != nullptr ? bin : "facetrain";
-}
-
+// Runs the facetrain executable under test with `args`.
 Exec run(const std::string& args, bool with_stderr = true) {
-  const std::string cmd = binary() + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  Exec r;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return r;
-  std::array<char, 4096> buf;
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
+  return facetrain::test::run(facetrain::test::env("FACETRAIN_BIN") + " " + args, with_stderr);
 }
 
 class CliTest : public ::testing::Test {
@@ -122,8 +104,8 @@ TEST_F(CliTest, ConfigKeysListsEveryKeyAndDocsCarryTheSameTable) {
   }
   EXPECT_NE(keys.out.find("| `optim.lr` | float | `0.1` | > 0 | `lr` |"), std::string::npos)
       << keys.out;
-  const char* src = std::getenv("FACETRAIN_SOURCE_DIR");
-  ASSERT_NE(src, nullptr);
+  const std::string src = facetrain::test::env("FACETRAIN_SOURCE_DIR");
+  ASSERT_FALSE(src.empty());
   std::ifstream doc(std::filesystem::path(src) / "docs" / "config.md");
   ASSERT_TRUE(doc.good());
   const std::string text((std::istreambuf_iterator<char>(doc)), std::istreambuf_iterator<char>());

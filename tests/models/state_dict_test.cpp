@@ -14,22 +14,17 @@
 #include "framework/core/error.h"
 #include "models/backbone.h"
 #include "models/state_dict.h"
+#include "tests/support/process.h"
 #include "tests/support/thrown_message.h"
 
 namespace facetrain::models {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? v : "";
-}
+using test::env;
 
 int python(const std::string& args) {
-  const std::string cmd = env("FACETRAIN_PYTHON") + " " + env("FACETRAIN_SOURCE_DIR") +
-                          "/tests/models/python_state_dict.py " + args;
-  return std::system(cmd.c_str());
+  return test::run_python("models/python_state_dict.py " + args).code;
 }
 
 template <typename F>
