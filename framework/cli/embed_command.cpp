@@ -16,6 +16,7 @@
 #include "framework/cli/commands.h"
 #include "framework/core/error.h"
 #include "framework/log/logger.h"
+#include "models/checkpoint_source.h"
 #include "models/embedding.h"
 #include "models/state_dict.h"
 
@@ -23,6 +24,7 @@ namespace facetrain::cli {
 namespace {
 
 struct EmbedArgs {
+  std::string checkpoint;
   std::string weights;
   std::string network;
   std::string input;
@@ -33,8 +35,15 @@ struct EmbedArgs {
   bool normalize = false;
 };
 
-int run_embed(const EmbedArgs& args) {
+int run_embed(EmbedArgs args) {
   namespace fs = std::filesystem;
+  if (!args.checkpoint.empty()) {
+    const auto source = models::backbone_in_checkpoint(args.checkpoint);
+    args.weights = source.weights.string();
+    args.network = source.network;
+  } else if (args.weights.empty() || args.network.empty()) {
+    throw UsageError("embed: give --checkpoint DIR, or --weights FILE and --network NAME");
+  }
   const auto known = models::backbone_names();
   if (std::find(known.begin(), known.end(), args.network) == known.end()) {
     models::make_backbone(args.network);  // throws the unknown-network error with the list
@@ -70,8 +79,12 @@ int run_embed(const EmbedArgs& args) {
     files = data::list_image_files(input);
     const fs::path root = fs::is_directory(input) ? input : input.parent_path();
     count = static_cast<std::int64_t>(files.size());
-    bytes_of = [&](std::int64_t i) { return data::read_file_bytes(files[static_cast<std::size_t>(i)]); };
-    name_of = [&, root](std::int64_t i) { return fs::relative(files[static_cast<std::size_t>(i)], root).string(); };
+    bytes_of = [&](std::int64_t i) {
+      return data::read_file_bytes(files[static_cast<std::size_t>(i)]);
+    };
+    name_of = [&, root](std::int64_t i) {
+      return fs::relative(files[static_cast<std::size_t>(i)], root).string();
+    };
   }
 
   data::JpegCodec codec;
@@ -83,7 +96,8 @@ int run_embed(const EmbedArgs& args) {
     at::Tensor batch = at::empty({last - first, args.image_size, args.image_size, 3}, at::kByte);
     for (std::int64_t i = first; i < last; ++i) {
       const std::string name = name_of(i);
-      const std::string source = files.empty() ? fmt::format("{}: {}", args.input, name) : files[static_cast<std::size_t>(i)].string();
+      const std::string source = files.empty() ? fmt::format("{}: {}", args.input, name)
+                                               : files[static_cast<std::size_t>(i)].string();
       const auto bytes = bytes_of(i);
       if (data::is_jpeg(bytes)) {
         codec.decode_into(bytes.data(), bytes.size(), batch[i - first].data_ptr<std::uint8_t>(),
@@ -133,14 +147,20 @@ void add_embed_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*,
   auto* sub = app.add_subcommand(
       "embed",
       "Embeddings of aligned 112x112 JPEG faces (a file or a folder, recursively), "
-      "written to HDF5: /embeddings [N, D] float32 and /names (paths under the input)");
+      "written to HDF5: /embeddings [N, D] float32, /names, and /labels (datasets) or /issame "
+      "(verification sets)");
   auto args = std::make_shared<EmbedArgs>();
-  sub->add_option("--weights", args->weights,
-                  "Backbone weights: a torch.save dict of tensors with insightface's names")
-      ->required()
-      ->check(CLI::ExistingFile);
-  sub->add_option("--network", args->network, "Backbone: iresnet18/34/50/100/200 or mbf")
-      ->required();
+  auto* checkpoint = sub->add_option("--checkpoint", args->checkpoint,
+                                     "A checkpoint folder (backbone.pt + config.toml) or a run "
+                                     "folder (its checkpoints/latest)")
+                         ->check(CLI::ExistingDirectory);
+  auto* weights =
+      sub->add_option("--weights", args->weights,
+                      "Backbone weights: a torch.save dict of tensors with insightface's names")
+          ->check(CLI::ExistingFile);
+  auto* network = sub->add_option("--network", args->network,
+                                  "Backbone of --weights: iresnet18/34/50/100/200 or mbf");
+  checkpoint->excludes(weights)->excludes(network);
   sub->add_option("--input", args->input,
                   "An image file (JPEG, PNG, BMP, TGA, GIF), a folder of them, a dataset folder "
                   "or a verification set (.h5)")

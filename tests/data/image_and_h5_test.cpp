@@ -13,6 +13,7 @@
 #include "data/hdf5/h5_file.h"
 #include "data/image/image_files.h"
 #include "data/image/jpeg_codec.h"
+#include "framework/config/config.h"
 #include "framework/core/error.h"
 #include "models/embedding.h"
 #include "models/state_dict.h"
@@ -207,6 +208,38 @@ TEST_F(ImageFixture, EmbedCommandReadsDatasetsAndVerificationSets) {
   EXPECT_EQ(pe.read("embeddings").sizes(), at::IntArrayRef({8, 16}));
   EXPECT_TRUE(pe.read("issame").equal(torch::tensor({1, 0, 1, 0}, torch::kByte)));
   EXPECT_EQ(pe.read_strings("names")[5], "pair 2 image 1");
+}
+
+TEST_F(ImageFixture, EmbedFromACheckpointOrARunFolder) {
+  torch::manual_seed(5);
+  auto net = models::make_backbone("mbf", models::BackboneOptions().embedding_size(8));
+  const fs::path step = dir_ / "run" / "checkpoints" / "step-0000010";
+  fs::create_directories(step);
+  models::write_state_dict(step / "backbone.pt", models::state_dict(*net));
+  Config config;
+  config.apply_overrides({"model.network=mbf", "model.embedding_size=8"});
+  config.save(step / "config.toml");
+  std::ofstream(dir_ / "run" / "checkpoints" / "latest") << "step-0000010\n";
+  const std::string bin = env("FACETRAIN_BIN");
+  for (const fs::path& from : {step, dir_ / "run"}) {
+    const Exec r = run(bin + " embed --checkpoint " + from.string() + " --input " +
+                       face(0).string() + " --out " + (dir_ / "ck.h5").string());
+    ASSERT_EQ(r.code, 0) << r.out;
+    JpegCodec codec;
+    const at::Tensor want = models::embed_images(
+        *net, codec.decode(read_file_bytes(face(0)), "face").unsqueeze(0), false, false);
+    EXPECT_TRUE(H5File::open(dir_ / "ck.h5").read("embeddings").allclose(want, 1e-5, 1e-5));
+    fs::remove(dir_ / "ck.h5");
+  }
+  const Exec none = run(bin + " embed --checkpoint " + dir_.string() + " --input " +
+                        face(0).string() + " --out " + (dir_ / "x.h5").string());
+  EXPECT_EQ(none.code, 1);
+  EXPECT_NE(none.out.find("not a checkpoint (no backbone.pt) nor a run folder"), std::string::npos)
+      << none.out;
+  EXPECT_EQ(
+      run(bin + " embed --checkpoint " + step.string() + " --network mbf --input x --out y").code,
+      2);
+  EXPECT_EQ(run(bin + " embed --input " + face(0).string() + " --out y.h5").code, 2);
 }
 
 TEST_F(ImageFixture, EmbedCommandErrors) {
