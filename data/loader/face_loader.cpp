@@ -7,17 +7,10 @@
 
 #include "data/image/jpeg_codec.h"
 #include "framework/core/error.h"
+#include "framework/core/mix.h"
 
 namespace facetrain::data {
 namespace {
-
-// SplitMix64: a well-mixed 64-bit hash, for per-sample random draws.
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 // One RGB pixel, so a row can be mirrored with std::reverse.
 struct Pixel {
@@ -26,14 +19,14 @@ struct Pixel {
 static_assert(sizeof(Pixel) == 3);
 
 bool draw_flip(std::uint64_t seed, std::int64_t epoch, std::int64_t position) {
-  return (mix(mix(seed ^ 0x666c6970ull) ^ mix(static_cast<std::uint64_t>(epoch)) ^
-              static_cast<std::uint64_t>(position)) >>
+  return (mix64(mix64(seed ^ 0x666c6970ull) ^ mix64(static_cast<std::uint64_t>(epoch)) ^
+                static_cast<std::uint64_t>(position)) >>
           63) != 0;
 }
 
 at::Tensor epoch_permutation(std::int64_t n, std::uint64_t seed, std::int64_t epoch) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(mix(seed) ^
-                                                      mix(static_cast<std::uint64_t>(epoch) + 1));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(mix64(seed) ^
+                                                      mix64(static_cast<std::uint64_t>(epoch) + 1));
   return at::randperm(n, gen, at::TensorOptions().dtype(at::kLong));
 }
 

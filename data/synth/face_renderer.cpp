@@ -6,24 +6,19 @@
 #include <cmath>
 #include <vector>
 
+#include "framework/core/mix.h"
+
 namespace facetrain::data {
 namespace {
 
 constexpr int kSize = 112;
 
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
 // A small deterministic generator (SplitMix64 stream), identical on every platform.
 class Rng {
  public:
-  explicit Rng(std::uint64_t seed) : state_(mix(seed)) {}
+  explicit Rng(std::uint64_t seed) : state_(mix64(seed)) {}
   float uniform(float lo, float hi) {
-    state_ = mix(state_);
+    state_ = mix64(state_);
     return lo + (hi - lo) * static_cast<float>((state_ >> 40) * (1.0 / 16777216.0));
   }
   int integer(int n) {
@@ -105,7 +100,7 @@ FaceIdentity make_identity(std::uint64_t seed, std::int64_t identity) {
 }
 
 FaceVariation make_variation(std::uint64_t seed, std::int64_t identity, std::int64_t sample) {
-  Rng r(mix(seed ^ 0x5eed) ^ mix(static_cast<std::uint64_t>(identity) * 0x9e3779b1ull) ^
+  Rng r(mix64(seed ^ 0x5eed) ^ mix64(static_cast<std::uint64_t>(identity) * 0x9e3779b1ull) ^
         static_cast<std::uint64_t>(sample) * 0x85ebca77ull);
   FaceVariation v{};
   v.roll = r.uniform(-0.15f, 0.15f);
