@@ -5,6 +5,7 @@
 #include <torch/nn/functional/upsampling.h>
 
 #include <algorithm>
+#include <tuple>
 
 #include "data/image/image_files.h"
 #include "data/image/jpeg_codec.h"
@@ -31,30 +32,28 @@ at::Tensor resize_square(const at::Tensor& hwc, std::int64_t size) {
 
 std::vector<std::uint8_t> conform_jpeg(JpegCodec& codec, std::vector<std::uint8_t> bytes,
                                        const PackOptions& options, const std::string& source) {
-  if (!is_jpeg(bytes)) {
-    // Other formats are decoded and stored as JPEG (resized first when asked to and needed).
-    at::Tensor image = decode_non_jpeg(bytes, source);
-    if (image.size(0) != options.image_size || image.size(1) != options.image_size) {
-      if (!options.resize) {
-        throw DataError(fmt::format("{}: image is {}x{}, expected {}x{} aligned faces (pass "
-                                    "--resize to resize)",
-                                    source, image.size(1), image.size(0), options.image_size,
-                                    options.image_size));
-      }
-      image = resize_square(image, options.image_size);
-    }
-    return codec.encode(image, options.jpeg_quality);
+  // JPEGs are measured from their header; other formats must be decoded to be measured.
+  const bool jpeg = is_jpeg(bytes);
+  at::Tensor image;
+  std::int64_t width = 0, height = 0;
+  if (jpeg) {
+    std::tie(width, height) = codec.size(bytes.data(), bytes.size(), source);
+  } else {
+    image = decode_non_jpeg(bytes, source);
+    width = image.size(1);
+    height = image.size(0);
   }
-  const auto [width, height] = codec.size(bytes.data(), bytes.size(), source);
-  if (width == options.image_size && height == options.image_size) return bytes;
-  if (!options.resize) {
+  const bool right_size = width == options.image_size && height == options.image_size;
+  if (!right_size && !options.resize) {
     throw DataError(
         fmt::format("{}: image is {}x{}, expected {}x{} aligned faces (pass --resize "
                     "to resize)",
                     source, width, height, options.image_size, options.image_size));
   }
-  return codec.encode(resize_square(codec.decode(bytes, source), options.image_size),
-                      options.jpeg_quality);
+  if (jpeg && right_size) return bytes;  // stored byte for byte
+  if (!image.defined()) image = codec.decode(bytes, source);
+  if (!right_size) image = resize_square(image, options.image_size);
+  return codec.encode(image, options.jpeg_quality);
 }
 
 Manifest pack_image_folder(const std::filesystem::path& input, const std::filesystem::path& out,
