@@ -41,6 +41,14 @@ class ImageFixture : public ::testing::Test {
   static fs::path face(int i) {
     return dir_ / "faces" / (i < 4 ? "a" : "b") / (std::to_string(i) + ".jpg");
   }
+  // A freshly initialised mbf with `embedding_size`, its weights written to `weights`.
+  static std::shared_ptr<models::BackboneImpl> mbf_with_weights(std::int64_t embedding_size,
+                                                                const fs::path& weights) {
+    auto net =
+        models::make_backbone("mbf", models::BackboneOptions().embedding_size(embedding_size));
+    models::write_state_dict(weights, models::state_dict(*net));
+    return net;
+  }
   static fs::path dir_;
 };
 fs::path ImageFixture::dir_;
@@ -151,9 +159,8 @@ TEST_F(ImageFixture, H5RoundTripAndErrors) {
 
 TEST_F(ImageFixture, EmbedCommandWritesWhatTheLibraryComputes) {
   torch::manual_seed(3);
-  auto net = models::make_backbone("mbf", models::BackboneOptions().embedding_size(32));
   const fs::path weights = dir_ / "mbf.pt";
-  models::write_state_dict(weights, models::state_dict(*net));
+  auto net = mbf_with_weights(32, weights);
   const fs::path out = dir_ / "emb.h5";
   const std::string bin = env("FACETRAIN_BIN");
   const Exec r = run(bin + " embed --weights " + weights.string() + " --network mbf --input " +
@@ -184,9 +191,8 @@ TEST_F(ImageFixture, EmbedCommandWritesWhatTheLibraryComputes) {
 
 TEST_F(ImageFixture, EmbedCommandReadsDatasetsAndVerificationSets) {
   torch::manual_seed(4);
-  auto net = models::make_backbone("mbf", models::BackboneOptions().embedding_size(16));
   const fs::path weights = dir_ / "mbf16.pt";
-  models::write_state_dict(weights, models::state_dict(*net));
+  auto net = mbf_with_weights(16, weights);
   const std::string bin = env("FACETRAIN_BIN");
   const Exec synth =
       run(bin + " data synth --identities 3 --per-identity 2 --out " + (dir_ / "synth").string() +
@@ -212,10 +218,9 @@ TEST_F(ImageFixture, EmbedCommandReadsDatasetsAndVerificationSets) {
 
 TEST_F(ImageFixture, EmbedFromACheckpointOrARunFolder) {
   torch::manual_seed(5);
-  auto net = models::make_backbone("mbf", models::BackboneOptions().embedding_size(8));
   const fs::path step = dir_ / "run" / "checkpoints" / "step-0000010";
   fs::create_directories(step);
-  models::write_state_dict(step / "backbone.pt", models::state_dict(*net));
+  auto net = mbf_with_weights(8, step / "backbone.pt");
   Config config;
   config.apply_overrides({"model.network=mbf", "model.embedding_size=8"});
   config.save(step / "config.toml");
@@ -244,9 +249,8 @@ TEST_F(ImageFixture, EmbedFromACheckpointOrARunFolder) {
 
 TEST_F(ImageFixture, EmbedCommandErrors) {
   torch::manual_seed(3);
-  auto net = models::make_backbone("mbf", models::BackboneOptions().embedding_size(32));
   const fs::path weights = dir_ / "mbf_errors.pt";
-  models::write_state_dict(weights, models::state_dict(*net));
+  auto net = mbf_with_weights(32, weights);
   const std::string bin = env("FACETRAIN_BIN");
   const fs::path out = dir_ / "never.h5";
   auto embed = [&](const std::string& input, const std::string& network) {

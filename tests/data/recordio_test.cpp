@@ -23,11 +23,6 @@ namespace facetrain::data {
 namespace {
 
 namespace fs = std::filesystem;
-using test::env;
-
-int shell(const std::string& command) {
-  return test::run(command).code;
-}
 
 struct Expected {
   std::uint64_t key;
@@ -48,13 +43,15 @@ class RecordIOTest : public ::testing::Test {
   static void SetUpTestSuite() {
     root_ = fs::temp_directory_path() / ("facetrain_recordio_" + std::to_string(::getpid()));
     fs::create_directories(root_);
-    const std::string py =
-        env("FACETRAIN_PYTHON") + " " + env("FACETRAIN_SOURCE_DIR") + "/tests/data/";
-    ASSERT_EQ(shell(py + "python_faces.py " + (root_ / "src").string()), 0);
+    ASSERT_EQ(test::run_python("data/python_faces.py " + (root_ / "src").string()).code, 0);
     const std::string faces = (root_ / "src" / "identities").string();
-    ASSERT_EQ(shell(py + "python_recordio.py " + faces + " " + (root_ / "train").string()), 0);
-    ASSERT_EQ(shell(py + "python_recordio.py " + faces + " " + (root_ / "plain").string() +
-                    " headerless"),
+    ASSERT_EQ(
+        test::run_python("data/python_recordio.py " + faces + " " + (root_ / "train").string())
+            .code,
+        0);
+    ASSERT_EQ(test::run_python("data/python_recordio.py " + faces + " " +
+                               (root_ / "plain").string() + " headerless")
+                  .code,
               0);
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }

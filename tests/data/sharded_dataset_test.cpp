@@ -24,10 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 using test::env;
 
-int shell(const std::string& command) {
-  return test::run(command).code;
-}
-
 bool any_contains(const std::vector<std::string>& lines, const std::string& needle) {
   for (const auto& l : lines) {
     if (l.find(needle) != std::string::npos) return true;
@@ -46,9 +42,7 @@ class ShardedDatasetTest : public ::testing::Test {
   static void SetUpTestSuite() {
     root_ = fs::temp_directory_path() / ("facetrain_shards_" + std::to_string(::getpid()));
     fs::create_directories(root_);
-    ASSERT_EQ(shell(env("FACETRAIN_PYTHON") + " " + env("FACETRAIN_SOURCE_DIR") +
-                    "/tests/data/python_faces.py " + (root_ / "src").string()),
-              0);
+    ASSERT_EQ(test::run_python("data/python_faces.py " + (root_ / "src").string()).code, 0);
     PackOptions options;
     options.shard_size = 4;
     pack_image_folder(root_ / "src" / "identities", root_ / "clean", options);
@@ -201,13 +195,16 @@ TEST_F(ShardedDatasetTest, FolderErrorsAndResize) {
 
 TEST_F(ShardedDatasetTest, VerifyCommandExitCodes) {
   const std::string bin = env("FACETRAIN_BIN");
-  EXPECT_EQ(shell(bin + " data verify " + (root_ / "clean").string() + " >/dev/null 2>&1"), 0);
+  EXPECT_EQ(test::run(bin + " data verify " + (root_ / "clean").string() + " >/dev/null 2>&1").code,
+            0);
   const auto dir = copy("cli_damaged");
   fs::remove(dir / "shard-00000.h5");
-  EXPECT_EQ(shell(bin + " data verify " + dir.string() + " >/dev/null 2>&1"), 1);
-  EXPECT_EQ(shell(bin + " data info " + (root_ / "clean").string() + " >/dev/null 2>&1"), 0);
-  EXPECT_EQ(shell(bin + " data pack --input " + (root_ / "src" / "empty").string() + " --out " +
-                  (root_ / "cli_out").string() + " >/dev/null 2>&1"),
+  EXPECT_EQ(test::run(bin + " data verify " + dir.string() + " >/dev/null 2>&1").code, 1);
+  EXPECT_EQ(test::run(bin + " data info " + (root_ / "clean").string() + " >/dev/null 2>&1").code,
+            0);
+  EXPECT_EQ(test::run(bin + " data pack --input " + (root_ / "src" / "empty").string() + " --out " +
+                      (root_ / "cli_out").string() + " >/dev/null 2>&1")
+                .code,
             1);
 }
 
