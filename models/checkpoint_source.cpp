@@ -2,10 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "framework/config/config.h"
 #include "framework/core/error.h"
+#include "models/state_dict.h"
 
 namespace facetrain::models {
 
@@ -39,6 +41,36 @@ BackboneSource backbone_in_checkpoint(const std::filesystem::path& dir) {
   }
   const Config config = Config::from_file(checkpoint / "config.toml");
   return {checkpoint / "backbone.pt", config.get_string("model.network")};
+}
+
+LoadedBackbone load_backbone(const std::string& checkpoint, const std::string& weights,
+                             const std::string& network) {
+  LoadedBackbone out;
+  if (!checkpoint.empty()) {
+    if (!weights.empty() || !network.empty()) {
+      throw UsageError("give --checkpoint DIR, or --weights FILE and --network NAME, not both");
+    }
+    const auto source = backbone_in_checkpoint(checkpoint);
+    out.weights = source.weights;
+    out.network = source.network;
+    out.config = source.weights.parent_path() / "config.toml";
+  } else if (weights.empty() || network.empty()) {
+    throw UsageError("give --checkpoint DIR, or --weights FILE and --network NAME");
+  } else {
+    out.weights = weights;
+    out.network = network;
+  }
+  const auto known = backbone_names();
+  if (std::find(known.begin(), known.end(), out.network) == known.end()) {
+    make_backbone(out.network);  // throws the unknown-network error with the list
+  }
+  const auto state = read_state_dict(out.weights);
+  out.backbone = make_backbone(
+      out.network, BackboneOptions().embedding_size(
+                       embedding_size_in(out.network, state, out.weights.string())));
+  load_state_dict(*out.backbone, state, out.weights.string());
+  out.backbone->eval();
+  return out;
 }
 
 }  // namespace facetrain::models

@@ -37,22 +37,10 @@ struct EmbedArgs {
 
 int run_embed(EmbedArgs args) {
   namespace fs = std::filesystem;
-  if (!args.checkpoint.empty()) {
-    const auto source = models::backbone_in_checkpoint(args.checkpoint);
-    args.weights = source.weights.string();
-    args.network = source.network;
-  } else if (args.weights.empty() || args.network.empty()) {
-    throw UsageError("embed: give --checkpoint DIR, or --weights FILE and --network NAME");
-  }
-  const auto known = models::backbone_names();
-  if (std::find(known.begin(), known.end(), args.network) == known.end()) {
-    models::make_backbone(args.network);  // throws the unknown-network error with the list
-  }
-  const auto weights = models::read_state_dict(args.weights);
-  auto backbone = models::make_backbone(
-      args.network, models::BackboneOptions().embedding_size(
-                        models::embedding_size_in(args.network, weights, args.weights)));
-  models::load_state_dict(*backbone, weights, args.weights);
+  auto loaded = models::load_backbone(args.checkpoint, args.weights, args.network);
+  auto& backbone = loaded.backbone;
+  args.network = loaded.network;
+  args.weights = loaded.weights.string();
   // The images: a dataset folder, a verification set, or JPEG files.
   std::int64_t count = 0;
   std::function<std::vector<std::uint8_t>(std::int64_t)> bytes_of;
