@@ -39,6 +39,11 @@ class Communicator {
   // In place: every rank's `tensor` becomes root's.
   virtual void broadcast(at::Tensor& tensor, int root = 0) = 0;
   virtual void barrier() = 0;
+
+  // A new communicator over the same ranks with its own message space, so collectives on it
+  // (e.g. from a gradient-reduction thread) never match those issued on this one. Collective:
+  // every rank must call it.
+  virtual std::shared_ptr<Communicator> duplicate() = 0;
 };
 
 // A world of one process: every collective is the identity (all_gather and reduce_scatter
@@ -53,6 +58,9 @@ class LocalCommunicator final : public Communicator {
   at::Tensor reduce_scatter(const at::Tensor& input, ReduceOp op) override;
   void broadcast(at::Tensor& tensor, int root) override;
   void barrier() override {}
+  std::shared_ptr<Communicator> duplicate() override {
+    return std::make_shared<LocalCommunicator>();
+  }
 };
 
 }  // namespace facetrain::dist

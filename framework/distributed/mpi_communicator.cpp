@@ -112,6 +112,11 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeou
   FT_CHECK_MPI(MPI_Comm_size(comm_, &size_));
 }
 
+std::shared_ptr<Communicator> MpiCommunicator::duplicate() {
+  begin("duplicate");
+  return std::make_shared<MpiCommunicator>(comm_, timeout_);
+}
+
 MpiCommunicator::~MpiCommunicator() {
   // A communicator with a collective still pending (after a timeout) cannot be freed safely;
   // the job is being aborted then anyway.

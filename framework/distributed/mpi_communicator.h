@@ -30,6 +30,7 @@ class MpiCommunicator final : public Communicator {
   at::Tensor reduce_scatter(const at::Tensor& input, ReduceOp op) override;
   void broadcast(at::Tensor& tensor, int root) override;
   void barrier() override;
+  std::shared_ptr<Communicator> duplicate() override;
 
   std::chrono::milliseconds timeout() const { return timeout_; }
 

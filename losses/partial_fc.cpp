@@ -1,0 +1,319 @@
+#include "losses/partial_fc.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+#include <torch/autograd.h>
+
+#include <algorithm>
+
+#include "framework/core/error.h"
+#include "framework/core/mix.h"
+
+namespace facetrain::losses {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+dist::Communicator* comm_in(AutogradContext* ctx) {
+  return reinterpret_cast<dist::Communicator*>(ctx->saved_data["comm"].toInt());
+}
+
+class AllGatherFunction : public torch::autograd::Function<AllGatherFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, dist::Communicator* comm) {
+    const at::Tensor counts =
+        comm->all_gather(at::full({1}, x.size(0), x.options().dtype(at::kLong))).cpu();
+    const auto* c = counts.data_ptr<std::int64_t>();
+    std::int64_t offset = 0;
+    for (int r = 0; r < comm->rank(); ++r) offset += c[r];
+    ctx->saved_data["comm"] = reinterpret_cast<std::int64_t>(comm);
+    ctx->saved_data["offset"] = offset;
+    ctx->saved_data["rows"] = x.size(0);
+    return comm->all_gather(x.contiguous());
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    // Every rank's loss saw every row; a row's gradient is the sum of the ranks' parts.
+    at::Tensor g = grads[0].contiguous().clone();
+    comm_in(ctx)->all_reduce(g, dist::ReduceOp::kSum);
+    return {g.narrow(0, ctx->saved_data["offset"].toInt(), ctx->saved_data["rows"].toInt()),
+            at::Tensor()};
+  }
+};
+
+class DistributedCrossEntropy : public torch::autograd::Function<DistributedCrossEntropy> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& logits,
+                            const at::Tensor& labels, dist::Communicator* comm) {
+    // A shift by the global row maximum keeps exp() finite; it cancels in the softmax, so no
+    // gradient flows through it.
+    at::Tensor max = std::get<0>(logits.max(1, /*keepdim=*/true));
+    comm->all_reduce(max, dist::ReduceOp::kMax);
+    const at::Tensor shifted = logits - max;
+    const at::Tensor exp = shifted.exp();
+    at::Tensor sum = exp.sum(1, /*keepdim=*/true);
+    comm->all_reduce(sum, dist::ReduceOp::kSum);
+    const at::Tensor valid = labels.ge(0);
+    at::Tensor target =
+        at::where(valid, shifted.gather(1, labels.clamp_min(0).unsqueeze(1)).squeeze(1),
+                  at::zeros({}, shifted.options()));
+    comm->all_reduce(target, dist::ReduceOp::kSum);
+    ctx->save_for_backward({exp / sum, labels});
+    return (sum.squeeze(1).log() - target).mean();
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    at::Tensor grad = saved[0].clone();
+    const at::Tensor& labels = saved[1];
+    const at::Tensor rows = labels.ge(0).nonzero().squeeze(1);
+    if (rows.numel() > 0) {
+      const at::Tensor cols = labels.index_select(0, rows);
+      grad.index_put_({rows, cols}, grad.index({rows, cols}) - 1.0);
+    }
+    grad.mul_(grads[0] / static_cast<double>(grad.size(0)));
+    return {grad, at::Tensor(), at::Tensor()};
+  }
+};
+
+// N(0, 0.01) centres for classes [lo, hi), K rows each, drawn in blocks of 1024 classes with a
+// stream per block, so a class gets the same centre at any world size.
+at::Tensor initial_centres(std::uint64_t seed, ClassRange range, std::int64_t k, std::int64_t d) {
+  constexpr std::int64_t kBlock = 1024;
+  std::vector<at::Tensor> parts;
+  for (std::int64_t block = range.lo / kBlock; block * kBlock < range.hi; ++block) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(mix64(seed ^ mix64(block + 0x5eed)));
+    const at::Tensor values = at::normal(0.0, 0.01, {kBlock * k, d}, gen);
+    const std::int64_t first = std::max(range.lo, block * kBlock);
+    const std::int64_t last = std::min(range.hi, (block + 1) * kBlock);
+    parts.push_back(values.narrow(0, (first - block * kBlock) * k, (last - first) * k));
+  }
+  return at::cat(parts).contiguous();
+}
+
+at::Tensor l2_normalize(const at::Tensor& x) {
+  return x / x.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
+}
+
+}  // namespace
+
+ClassRange class_shard(std::int64_t num_classes, int rank, int world) {
+  if (num_classes < world) {
+    throw ConfigError(fmt::format(
+        "data.num_classes = {}: Partial FC needs at least one class per rank, the world has {}",
+        num_classes, world));
+  }
+  const std::int64_t base = num_classes / world;
+  const std::int64_t extra = num_classes % world;
+  const std::int64_t lo = rank * base + std::min<std::int64_t>(rank, extra);
+  return {lo, lo + base + (rank < extra ? 1 : 0)};
+}
+
+at::Tensor all_gather_with_grad(const at::Tensor& x, dist::Communicator& comm) {
+  return AllGatherFunction::apply(x, &comm);
+}
+
+at::Tensor distributed_cross_entropy(const at::Tensor& logits, const at::Tensor& labels,
+                                     dist::Communicator& comm) {
+  return DistributedCrossEntropy::apply(logits, labels, &comm);
+}
+
+PartialFC::PartialFC(const PartialFCOptions& options, std::shared_ptr<MarginHeadImpl> head,
+                     std::shared_ptr<dist::Communicator> comm)
+    : options_(options), head_(std::move(head)), comm_(std::move(comm)) {
+  if (options_.num_classes() <= 0) {
+    throw ConfigError(
+        fmt::format("data.num_classes = {}: must be > 0", options_.num_classes()));
+  }
+  if (options_.embedding_size() <= 0) {
+    throw ConfigError(
+        fmt::format("model.embedding_size = {}: must be > 0", options_.embedding_size()));
+  }
+  if (!(options_.sample_rate() > 0.0 && options_.sample_rate() <= 1.0)) {
+    throw ConfigError(
+        fmt::format("loss.sample_rate = {}: must be in (0, 1]", options_.sample_rate()));
+  }
+  const auto& opt = options_.optimizer();
+  if (opt.kind() != "sgd" && opt.kind() != "adamw") {
+    throw ConfigError(fmt::format("optim.optimizer = \"{}\": expected sgd or adamw", opt.kind()));
+  }
+  range_ = class_shard(options_.num_classes(), comm_->rank(), comm_->size());
+  k_ = head_->centres_per_class();
+  num_sample_ = std::max<std::int64_t>(
+      1, static_cast<std::int64_t>(options_.sample_rate() * static_cast<double>(range_.size())));
+  all_rows_ = options_.sample_rate() >= 1.0;
+  weight_ = initial_centres(options_.seed(), range_, k_, options_.embedding_size())
+                .to(options_.dtype());
+  if (opt.kind() == "sgd") {
+    slot1_ = at::zeros_like(weight_);
+  } else {
+    slot1_ = at::zeros_like(weight_);
+    slot2_ = at::zeros_like(weight_);
+    steps_ = at::zeros({weight_.size(0)}, weight_.options().dtype(at::kLong));
+  }
+}
+
+void PartialFC::to(const c10::Device& device) {
+  weight_ = weight_.to(device);
+  if (slot1_.defined()) slot1_ = slot1_.to(device);
+  if (slot2_.defined()) slot2_ = slot2_.to(device);
+  if (steps_.defined()) steps_ = steps_.to(device);
+}
+
+at::Tensor PartialFC::sample(const at::Tensor& local_labels, std::int64_t step) {
+  const std::int64_t n = range_.size();
+  const at::Tensor positive =
+      std::get<0>(at::_unique(local_labels.masked_select(local_labels.ge(0)).cpu(), true));
+  const std::int64_t count = std::max(num_sample_, positive.numel());
+  if (count >= n) return at::arange(n, at::kLong);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(mix64(
+      options_.seed() ^ mix64(static_cast<std::uint64_t>(step) * 0x10000 +
+                              static_cast<std::uint64_t>(comm_->rank()))));
+  at::Tensor score = at::rand({n}, gen);
+  // Positives score 2, above every uniform draw, so they are always among the top `count`.
+  score.index_fill_(0, positive, 2.0);
+  return std::get<0>(std::get<1>(score.topk(count)).sort());
+}
+
+at::Tensor PartialFC::forward(const at::Tensor& embeddings, const at::Tensor& labels,
+                              std::int64_t step) {
+  if (embeddings.dim() != 2 || embeddings.size(1) != options_.embedding_size()) {
+    throw Error(fmt::format("PartialFC on rank {}: embeddings must be [B, {}], found {}",
+                            comm_->rank(), options_.embedding_size(), embeddings.sizes()));
+  }
+  if (labels.dim() != 1 || labels.size(0) != embeddings.size(0)) {
+    throw Error(fmt::format("PartialFC on rank {}: labels must be [{}], found {}", comm_->rank(),
+                            embeddings.size(0), labels.sizes()));
+  }
+  const at::Tensor own = labels.to(at::kLong);
+  // Checked collectively, so every rank stops with the same message instead of waiting for
+  // the rank that found the bad label.
+  const at::Tensor bad = (own.lt(0) | own.ge(options_.num_classes())).nonzero();
+  at::Tensor report = at::full({1, 2}, -1, at::kLong);
+  if (bad.numel() > 0) {
+    const std::int64_t i = bad[0][0].item<std::int64_t>();
+    report[0][0] = i;
+    report[0][1] = own[i].item<std::int64_t>();
+  }
+  const at::Tensor reports = comm_->all_gather(report.to(own.device())).cpu();
+  for (int r = 0; r < comm_->size(); ++r) {
+    const std::int64_t i = reports[r][0].item<std::int64_t>();
+    if (i < 0) continue;
+    throw DataError(fmt::format("PartialFC: rank {}: label {} at batch position {} out of range "
+                                "[0, {})",
+                                r, reports[r][1].item<std::int64_t>(), i,
+                                options_.num_classes()));
+  }
+  const at::Tensor all_embeddings = all_gather_with_grad(embeddings, *comm_);
+  const at::Tensor all_labels = comm_->all_gather(own);
+  const at::Tensor mine = all_labels.ge(range_.lo) & all_labels.lt(range_.hi);
+  at::Tensor local = at::where(mine, all_labels - range_.lo, at::full({}, -1, at::kLong));
+
+  at::Tensor head_labels;
+  if (all_rows_) {
+    sampled_ = at::arange(range_.size(), at::kLong);
+    rows_ = at::Tensor();
+    sub_weight_ = weight_.detach().requires_grad_(true);
+    head_labels = local;
+  } else {
+    sampled_ = sample(local, step).to(weight_.device());
+    rows_ = k_ == 1 ? sampled_
+                    : (sampled_.unsqueeze(1) * k_ + at::arange(k_, sampled_.options())).flatten();
+    sub_weight_ = weight_.index_select(0, rows_).requires_grad_(true);
+    const at::Tensor position = at::searchsorted(sampled_, local.clamp_min(0));
+    head_labels = at::where(mine, position, at::full({}, -1, at::kLong));
+  }
+  const at::Tensor x = all_embeddings.to(sub_weight_.scalar_type());
+  const at::Tensor norms = x.norm(2, {1});
+  const at::Tensor cosine =
+      at::linear(l2_normalize(x), l2_normalize(sub_weight_))
+          .clamp(-1.0, 1.0);
+  const HeadInput input{cosine, head_labels, norms};
+  const at::Tensor logits = head_->forward(input);
+  at::Tensor loss = distributed_cross_entropy(logits, head_labels, *comm_);
+  const at::Tensor reg = head_->regularizer(input);
+  const double w = static_cast<double>(comm_->size());
+  // Every rank computes the same regulariser from the gathered batch; the all-gather's backward
+  // sums the ranks' gradients, so each contributes 1/W of it while the value counts once.
+  return loss + reg / w + (reg - reg / w).detach();
+}
+
+void PartialFC::step(double lr) {
+  if (!sub_weight_.defined() || !sub_weight_.grad().defined()) return;
+  at::NoGradGuard no_grad;
+  const at::Tensor grad = sub_weight_.grad();
+  const auto& opt = options_.optimizer();
+  // Whole shard: update in place. Sampled rows: update gathered copies and scatter them back,
+  // so unsampled rows are never written.
+  at::Tensor w = all_rows_ ? weight_ : sub_weight_.detach();
+  at::Tensor m1 = all_rows_ ? slot1_ : slot1_.index_select(0, rows_);
+  if (opt.kind() == "sgd") {
+    const at::Tensor g = opt.weight_decay() != 0.0 ? grad + opt.weight_decay() * w : grad;
+    m1.mul_(opt.momentum()).add_(g);
+    w.sub_(m1, lr);
+  } else {
+    at::Tensor m2 = all_rows_ ? slot2_ : slot2_.index_select(0, rows_);
+    at::Tensor t = all_rows_ ? steps_ : steps_.index_select(0, rows_);
+    t.add_(1);
+    w.mul_(1.0 - lr * opt.weight_decay());
+    m1.mul_(opt.beta1()).add_(grad, 1.0 - opt.beta1());
+    m2.mul_(opt.beta2()).addcmul_(grad, grad, 1.0 - opt.beta2());
+    const at::Tensor tf = t.to(w.scalar_type()).unsqueeze(1);
+    const at::Tensor bc1 = 1.0 - at::pow(opt.beta1(), tf);
+    const at::Tensor bc2 = 1.0 - at::pow(opt.beta2(), tf);
+    w.sub_(lr * (m1 / bc1) / ((m2 / bc2).sqrt() + opt.eps()));
+    if (!all_rows_) {
+      slot2_.index_copy_(0, rows_, m2);
+      steps_.index_copy_(0, rows_, t);
+    }
+  }
+  if (!all_rows_) {
+    weight_.index_copy_(0, rows_, w);
+    slot1_.index_copy_(0, rows_, m1);
+  }
+  sub_weight_ = at::Tensor();
+}
+
+std::map<std::string, at::Tensor> PartialFC::state() const {
+  std::map<std::string, at::Tensor> out{{"weight", weight_}};
+  if (options_.optimizer().kind() == "sgd") {
+    out["momentum"] = slot1_;
+  } else {
+    out["exp_avg"] = slot1_;
+    out["exp_avg_sq"] = slot2_;
+    out["steps"] = steps_;
+  }
+  return out;
+}
+
+void PartialFC::load_state(const std::map<std::string, at::Tensor>& state, ClassRange covered,
+                           const std::string& source) {
+  if (covered.lo > range_.lo || covered.hi < range_.hi) {
+    throw CheckpointError(fmt::format("{}: holds classes [{}, {}), rank {} needs [{}, {})", source,
+                                      covered.lo, covered.hi, comm_->rank(), range_.lo,
+                                      range_.hi));
+  }
+  auto current = this->state();
+  std::map<std::string, at::Tensor> loaded;
+  for (const auto& [key, tensor] : current) {
+    const auto it = state.find(key);
+    if (it == state.end()) {
+      throw CheckpointError(fmt::format("{}: no '{}' (the classifier's {} state)", source, key,
+                                        options_.optimizer().kind()));
+    }
+    auto expected = tensor.sizes().vec();
+    expected[0] = covered.size() * k_;
+    if (it->second.sizes().vec() != expected) {
+      throw CheckpointError(fmt::format("{}: '{}' is {}, expected {} for classes [{}, {})", source,
+                                        key, it->second.sizes(), at::IntArrayRef(expected),
+                                        covered.lo, covered.hi));
+    }
+    loaded[key] = it->second.narrow(0, (range_.lo - covered.lo) * k_, range_.size() * k_);
+  }
+  at::NoGradGuard no_grad;
+  for (auto& [key, tensor] : current) tensor.copy_(loaded[key]);
+}
+
+}  // namespace facetrain::losses
