@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds and runs the benchmarks; each prints its figures and ratios against a baseline measured
-# in the same run. usage: scripts/bench.sh [backbone|loader] [ARGS...]
+# in the same run. usage: scripts/bench.sh [backbone|loader|fc|allreduce] [ARGS...]
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 bash "$here/setup.sh" >/dev/null
@@ -15,4 +15,15 @@ fi
 if [ "$which" = all ] || [ "$which" = loader ]; then
   echo "== loader: pipeline against raw libjpeg-turbo decoding of the same bytes"
   "$FACETRAIN_BUILD/tests/bench/loader_bench" "$@"
+fi
+mpirun_local="mpirun --oversubscribe --mca btl self,vader,tcp --mca btl_tcp_if_include lo
+  --mca oob_tcp_if_include lo --mca btl_vader_single_copy_mechanism none"
+if [ "$which" = all ] || [ "$which" = fc ]; then
+  echo "== Partial FC: step time and memory per rank (world 1: 2 threads; world 2: 1 thread/rank)"
+  $mpirun_local -np 1 -x OMP_NUM_THREADS=2 "$FACETRAIN_BUILD/tests/bench/partial_fc_bench" fc "$@"
+  $mpirun_local -np 2 -x OMP_NUM_THREADS=1 "$FACETRAIN_BUILD/tests/bench/partial_fc_bench" fc "$@"
+fi
+if [ "$which" = all ] || [ "$which" = allreduce ]; then
+  echo "== gradient all-reduce: buckets against one raw MPI_Allreduce, world 2"
+  $mpirun_local -np 2 -x OMP_NUM_THREADS=1 "$FACETRAIN_BUILD/tests/bench/partial_fc_bench" allreduce "$@"
 fi

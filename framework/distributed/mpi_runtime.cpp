@@ -14,6 +14,9 @@
 #include "framework/core/error.h"
 #include "framework/distributed/mpi_check.h"
 #include "framework/distributed/mpi_communicator.h"
+#ifdef FACETRAIN_WITH_CUDA
+#include "framework/distributed/nccl_communicator.h"
+#endif
 #include "framework/log/logger.h"
 
 namespace facetrain::dist {
@@ -85,9 +88,15 @@ std::shared_ptr<Communicator> make_communicator(std::string_view backend, const 
     return std::make_shared<MpiCommunicator>(MPI_COMM_WORLD, timeout);
   }
   if (chosen == "nccl") {
+#ifdef FACETRAIN_WITH_CUDA
+    if (!MpiRuntime::active()) {
+      throw ConfigError("dist.backend = \"nccl\": MPI (which bootstraps NCCL) is not initialised");
+    }
+    return std::make_shared<NcclCommunicator>(MPI_COMM_WORLD, choose_device("cuda", env), timeout);
+#else
     throw ConfigError(
-        "dist.backend = \"nccl\": this build has no NCCL communicator; use \"mpi\" for CPU "
-        "tensors");
+        "dist.backend = \"nccl\": this build has no NCCL (configured without CUDA); use \"mpi\"");
+#endif
   }
   throw ConfigError(
       fmt::format("dist.backend = \"{}\": expected auto, local, mpi or nccl", backend));

@@ -42,9 +42,9 @@ class MpiRuntime {
   bool owns_mpi_ = false;
 };
 
-// The communicator a run asked for: "local" (world of one), "mpi" (CPU tensors), or "auto": mpi
-// when the world has more than one rank, else local. "nccl" is rejected with a ConfigError
-// until this build has an NCCL communicator. Collectives time out after `timeout_s`.
+// The communicator a run asked for: "local" (world of one), "mpi" (CPU tensors), "nccl" (CUDA
+// tensors on GPU local_rank; a ConfigError in builds without CUDA), or "auto": mpi when the
+// world has more than one rank, else local. Collectives time out after `timeout_s`.
 std::shared_ptr<Communicator> make_communicator(std::string_view backend, const LaunchEnv& env,
                                                 double timeout_s);
 
