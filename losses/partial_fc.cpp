@@ -215,20 +215,23 @@ at::Tensor PartialFC::forward(const at::Tensor& embeddings, const at::Tensor& la
   if (all_rows_) {
     sampled_ = at::arange(range_.size(), at::kLong);
     rows_ = at::Tensor();
-    sub_weight_ = weight_.detach().requires_grad_(true);
     head_labels = local;
   } else {
     sampled_ = sample(local, step).to(weight_.device());
     rows_ = k_ == 1 ? sampled_
                     : (sampled_.unsqueeze(1) * k_ + at::arange(k_, sampled_.options())).flatten();
-    sub_weight_ = weight_.index_select(0, rows_).requires_grad_(true);
     const at::Tensor position = at::searchsorted(sampled_, local.clamp_min(0));
     head_labels = at::where(mine, position, at::full({}, -1, at::kLong));
   }
-  const at::Tensor x = all_embeddings.to(sub_weight_.scalar_type());
+  // A leaf of its own per forward: the whole shard shares the centres' storage (updated in place
+  // only in step(), after backward), a sample is a gathered copy.
+  at::Tensor sub_weight = (all_rows_ ? weight_.detach() : weight_.index_select(0, rows_))
+                              .requires_grad_(true);
+  pending_.emplace_back(rows_, sub_weight);
+  const at::Tensor x = all_embeddings.to(sub_weight.scalar_type());
   const at::Tensor norms = x.norm(2, {1});
   const at::Tensor cosine =
-      at::linear(l2_normalize(x), l2_normalize(sub_weight_))
+      at::linear(l2_normalize(x), l2_normalize(sub_weight))
           .clamp(-1.0, 1.0);
   const HeadInput input{cosine, head_labels, norms};
   const at::Tensor logits = head_->forward(input);
@@ -240,22 +243,60 @@ at::Tensor PartialFC::forward(const at::Tensor& embeddings, const at::Tensor& la
   return loss + reg / w + (reg - reg / w).detach();
 }
 
-void PartialFC::step(double lr) {
-  if (!sub_weight_.defined() || !sub_weight_.grad().defined()) return;
+bool PartialFC::gradients_finite() const {
+  for (const auto& [rows, leaf] : pending_) {
+    if (leaf.grad().defined() && !leaf.grad().isfinite().all().item<bool>()) return false;
+  }
+  return true;
+}
+
+void PartialFC::step(double lr, double grad_scale) {
   at::NoGradGuard no_grad;
-  const at::Tensor grad = sub_weight_.grad();
+  std::vector<std::pair<at::Tensor, at::Tensor>> pending;
+  pending.swap(pending_);
+  at::Tensor rows;  // undefined: the whole shard
+  at::Tensor grad;
+  if (all_rows_) {
+    for (const auto& [unused, leaf] : pending) {
+      if (!leaf.grad().defined()) continue;
+      grad = grad.defined() ? grad.add_(leaf.grad()) : leaf.grad();
+    }
+  } else {
+    std::vector<at::Tensor> all_rows, all_grads;
+    for (const auto& [r, leaf] : pending) {
+      if (!leaf.grad().defined()) continue;
+      all_rows.push_back(r);
+      all_grads.push_back(leaf.grad());
+    }
+    if (all_rows.size() == 1) {
+      rows = all_rows[0];
+      grad = all_grads[0];
+    } else if (!all_rows.empty()) {
+      // Rows sampled by several micro-batches get the sum of their gradients.
+      const auto [unique, inverse] = [&] {
+        auto u = at::_unique(at::cat(all_rows), /*sorted=*/true, /*return_inverse=*/true);
+        return std::make_pair(std::get<0>(u), std::get<1>(u));
+      }();
+      rows = unique;
+      grad = at::zeros({unique.size(0), weight_.size(1)}, weight_.options())
+                 .index_add_(0, inverse, at::cat(all_grads));
+    }
+  }
+  if (!grad.defined()) return;
+  if (grad_scale != 1.0) grad = grad * grad_scale;
+  const bool whole = !rows.defined();
   const auto& opt = options_.optimizer();
   // Whole shard: update in place. Sampled rows: update gathered copies and scatter them back,
   // so unsampled rows are never written.
-  at::Tensor w = all_rows_ ? weight_ : sub_weight_.detach();
-  at::Tensor m1 = all_rows_ ? slot1_ : slot1_.index_select(0, rows_);
+  at::Tensor w = whole ? weight_ : weight_.index_select(0, rows);
+  at::Tensor m1 = whole ? slot1_ : slot1_.index_select(0, rows);
   if (opt.kind() == "sgd") {
     const at::Tensor g = opt.weight_decay() != 0.0 ? grad + opt.weight_decay() * w : grad;
     m1.mul_(opt.momentum()).add_(g);
     w.sub_(m1, lr);
   } else {
-    at::Tensor m2 = all_rows_ ? slot2_ : slot2_.index_select(0, rows_);
-    at::Tensor t = all_rows_ ? steps_ : steps_.index_select(0, rows_);
+    at::Tensor m2 = whole ? slot2_ : slot2_.index_select(0, rows);
+    at::Tensor t = whole ? steps_ : steps_.index_select(0, rows);
     t.add_(1);
     w.mul_(1.0 - lr * opt.weight_decay());
     m1.mul_(opt.beta1()).add_(grad, 1.0 - opt.beta1());
@@ -264,16 +305,15 @@ void PartialFC::step(double lr) {
     const at::Tensor bc1 = 1.0 - at::pow(opt.beta1(), tf);
     const at::Tensor bc2 = 1.0 - at::pow(opt.beta2(), tf);
     w.sub_(lr * (m1 / bc1) / ((m2 / bc2).sqrt() + opt.eps()));
-    if (!all_rows_) {
-      slot2_.index_copy_(0, rows_, m2);
-      steps_.index_copy_(0, rows_, t);
+    if (!whole) {
+      slot2_.index_copy_(0, rows, m2);
+      steps_.index_copy_(0, rows, t);
     }
   }
-  if (!all_rows_) {
-    weight_.index_copy_(0, rows_, w);
-    slot1_.index_copy_(0, rows_, m1);
+  if (!whole) {
+    weight_.index_copy_(0, rows, w);
+    slot1_.index_copy_(0, rows, m1);
   }
-  sub_weight_ = at::Tensor();
 }
 
 std::map<std::string, at::Tensor> PartialFC::state() const {

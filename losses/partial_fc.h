@@ -7,6 +7,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "framework/distributed/communicator.h"
 #include "losses/margin_head.h"
@@ -73,9 +75,15 @@ class PartialFC {
   // sampling stream. The head's regulariser (MagFace) is included once.
   at::Tensor forward(const at::Tensor& embeddings, const at::Tensor& labels, std::int64_t step);
 
-  // Updates the rows the last forward sampled from their gradients (after backward), leaving
-  // every other row and its optimizer state bitwise unchanged.
-  void step(double lr);
+  // Updates the rows sampled by the forwards since the last step (several with gradient
+  // accumulation: their row gradients are summed) from their gradients, multiplied by
+  // `grad_scale` (e.g. 1/loss scale), leaving every other row and its optimizer state bitwise
+  // unchanged. Call after backward.
+  void step(double lr, double grad_scale = 1.0);
+  // Drops the gradients of the forwards since the last step (a skipped step).
+  void discard_gradients() { pending_.clear(); }
+  // True when every pending row gradient is finite.
+  bool gradients_finite() const;
 
   // The classes of this rank and its centres [range().size()·K, d] (float32, on the device).
   ClassRange range() const { return range_; }
@@ -110,7 +118,9 @@ class PartialFC {
   at::Tensor slot1_, slot2_, steps_;   // momentum | exp_avg, exp_avg_sq, per-row step counts
   at::Tensor sampled_;                 // local classes of the last forward
   at::Tensor rows_;                    // their rows (K per class)
-  at::Tensor sub_weight_;              // the leaf whose gradient step() applies
+  // Per forward since the last step: its rows (undefined: all rows) and the leaf whose gradient
+  // step() applies.
+  std::vector<std::pair<at::Tensor, at::Tensor>> pending_;
   bool all_rows_ = false;
 };
 

@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   cli::add_version_command(app, ctx, actions);
   cli::add_config_command(app, ctx, actions);
   cli::add_env_command(app, ctx, actions);
+  cli::add_train_command(app, ctx, actions);
   cli::add_embed_command(app, ctx, actions);
   cli::add_data_command(app, ctx, actions);
 

@@ -153,7 +153,12 @@ void GradientReducer::broadcast_from_root() {
   }
 }
 
-void GradientReducer::prepare() {
+void GradientReducer::arm() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  armed_ = true;
+}
+
+void GradientReducer::prepare(bool arm) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (error_) std::rethrow_exception(error_);
   for (std::size_t b = 0; b < buckets_.size(); ++b) {
@@ -177,7 +182,7 @@ void GradientReducer::prepare() {
   next_to_reduce_ = 0;
   reduced_ = 0;
   comm_seconds_ = 0.0;
-  armed_ = true;
+  armed_ = arm;
 }
 
 void GradientReducer::on_gradient(std::size_t parameter) {

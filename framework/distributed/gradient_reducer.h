@@ -54,8 +54,11 @@ class GradientReducer {
 
   // Every rank's parameters and buffers become rank 0's (at start, and after loading weights).
   void broadcast_from_root();
-  // Zeroes the gradient buckets and arms the hooks. Call before backward.
-  void prepare();
+  // Zeroes the gradient buckets and, with `arm`, arms the hooks. Call before backward. With
+  // gradient accumulation, prepare(false) before the first micro-batch lets gradients accumulate
+  // locally, and arm() before the last one reduces their sum during its backward.
+  void prepare(bool arm = true);
+  void arm();
   // Waits until every bucket is reduced (reducing those backward did not complete), re-raises a
   // worker's error, and makes the buffers (e.g. BatchNorm statistics) rank 0's. After backward.
   void finish();
