@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "framework/core/error.h"
@@ -147,10 +148,6 @@ RocCurve roc_curve(const at::Tensor& distances, const at::Tensor& issame) {
   const double* d = dist.data_ptr<double>();
   const auto positives = std::count(same.begin(), same.end(), 1);
   const auto negatives = n - positives;
-  if (positives == 0 || negatives == 0) {
-    throw Error(fmt::format("roc_curve: {} same and {} different pairs; both must be present",
-                            positives, negatives));
-  }
   std::vector<std::int64_t> order(static_cast<std::size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](auto a, auto b) { return d[a] < d[b]; });
@@ -162,8 +159,9 @@ RocCurve roc_curve(const at::Tensor& distances, const at::Tensor& issame) {
   for (std::int64_t i = 0; i < n;) {
     const double value = d[order[i]];
     for (; i < n && d[order[i]] == value; ++i) (same[order[i]] ? tp : fp) += 1;
-    roc.fpr.push_back(static_cast<double>(fp) / negatives);
-    roc.tpr.push_back(static_cast<double>(tp) / positives);
+    // A rate over an empty class is 0, as in insightface's calculate_accuracy.
+    roc.fpr.push_back(negatives > 0 ? static_cast<double>(fp) / negatives : 0.0);
+    roc.tpr.push_back(positives > 0 ? static_cast<double>(tp) / positives : 0.0);
     roc.thresholds.push_back(value);
   }
   return roc;
@@ -244,6 +242,12 @@ VerificationResult verify_pairs(const at::Tensor& embeddings, const at::Tensor& 
 
   // The exact ROC and what follows from it.
   r.roc = roc_curve(dist_t, issame);
+  const std::int64_t negatives = n - r.num_same;
+  if (r.num_same == 0 || negatives == 0) {
+    // One class only: AUC and EER are undefined, and there is no FAR to fix.
+    r.auc = r.eer = std::numeric_limits<double>::quiet_NaN();
+    return r;
+  }
   const auto& fpr = r.roc.fpr;
   const auto& tpr = r.roc.tpr;
   for (std::size_t i = 1; i < fpr.size(); ++i) {
@@ -258,7 +262,6 @@ VerificationResult verify_pairs(const at::Tensor& embeddings, const at::Tensor& 
       break;
     }
   }
-  const std::int64_t negatives = n - r.num_same;
   for (int decade = 1;; ++decade) {
     const double far = std::pow(10.0, -decade);
     if (far * static_cast<double>(negatives) < 1.0 - 1e-9) break;

@@ -28,6 +28,7 @@ struct VerificationOptions {
 // per distinct distance. Point 0 is (0, 0) with threshold −1 (nothing accepted); point k >= 1
 // accepts every pair whose distance is <= thresholds[k], the k-th smallest distinct distance, so
 // the last point is (1, 1). Pairs with equal distances enter together (one diagonal segment).
+// A rate over an empty class (no same, or no different pairs) is 0.
 struct RocCurve {
   std::vector<double> fpr;
   std::vector<double> tpr;
@@ -53,7 +54,7 @@ struct VerificationResult {
   // rate: the highest TPR of the ROC among the points with FPR <= FAR.
   std::vector<std::pair<double, double>> tar_at_far;
   // Area under the ROC (trapezoid) and equal error rate (where FPR = 1 − TPR, linearly
-  // interpolated between ROC points).
+  // interpolated between ROC points); NaN when the pairs are all same or all different.
   double auc = 0;
   double eer = 0;
   // Mean L2 norm of the embeddings before normalisation.
@@ -67,13 +68,14 @@ struct VerificationResult {
 // any floating dtype, not normalised; computed in float64) are pair i, and issame[i] (any
 // integral or bool dtype, [N]) is nonzero when they show one person. Embeddings are scaled to
 // unit length and compared by squared L2 distance (0 … 4); a pair is accepted as the same person
-// when its distance is below the threshold. Throws facetrain::Error when the shapes disagree,
-// N < num_folds, or the pairs are not a mix of same and different.
+// when its distance is below the threshold. Rates over an empty class are 0 (insightface's guard),
+// so sets of only same or only different pairs are scored too (AUC, EER NaN, no TAR@FAR).
+// Throws facetrain::Error when the shapes disagree or N < num_folds.
 VerificationResult verify_pairs(const at::Tensor& embeddings, const at::Tensor& issame,
                                 const VerificationOptions& options = {});
 
 // The ROC of squared distances `distances` [N] (float64) with labels `issame` [N]: one sort,
-// O(N log N). Throws facetrain::Error when either class is empty.
+// O(N log N). Throws facetrain::Error when the lengths differ.
 RocCurve roc_curve(const at::Tensor& distances, const at::Tensor& issame);
 
 }  // namespace facetrain::eval
