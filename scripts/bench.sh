@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds and runs the benchmarks; each prints its figures and ratios against a baseline measured
-# in the same run. usage: scripts/bench.sh [backbone|loader|fc|allreduce] [ARGS...]
+# in the same run. usage: scripts/bench.sh [backbone|loader|fc|allreduce|eval] [ARGS...]
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 bash "$here/setup.sh" >/dev/null
@@ -26,4 +26,8 @@ fi
 if [ "$which" = all ] || [ "$which" = allreduce ]; then
   echo "== gradient all-reduce: buckets against one raw MPI_Allreduce, world 2"
   $mpirun_local -np 2 -x OMP_NUM_THREADS=1 "$FACETRAIN_BUILD/tests/bench/partial_fc_bench" allreduce "$@"
+fi
+if [ "$which" = all ] || [ "$which" = eval ]; then
+  echo "== eval: verification metrics against one sort and insightface's threshold scan"
+  "$FACETRAIN_BUILD/tests/bench/eval_bench" "$@"
 fi

@@ -29,6 +29,8 @@ class VerificationSet {
   explicit VerificationSet(const std::filesystem::path& path);
   std::int64_t num_pairs() const { return static_cast<std::int64_t>(issame_.size()); }
   const std::vector<std::uint8_t>& issame() const { return issame_; }
+  // The file, as given when opening it.
+  const std::string& path() const { return file_->path(); }
   // JPEG bytes of image `i` (0 … 2N − 1).
   std::vector<std::uint8_t> image(std::int64_t i) const;
 

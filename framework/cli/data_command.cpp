@@ -1,12 +1,14 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "data/recordio/recordio_packer.h"
 #include "data/shards/folder_packer.h"
 #include "data/shards/sharded_dataset.h"
 #include "data/synth/synthetic_faces.h"
+#include "data/verification/bin_pack.h"
 #include "framework/cli/commands.h"
 #include "framework/core/error.h"
 #include "framework/log/logger.h"
@@ -24,7 +26,22 @@ struct PackArgs {
   bool resize = false;
 };
 
+// An insightface .bin verification pack to a verification-set file.
+int run_pack_bin(const PackArgs& args) {
+  log::ProgressBar bar("pack", "img");
+  const auto pairs = data::read_bin_pack(args.input);
+  data::write_verification_set(args.out, pairs);
+  std::size_t bytes = 0;
+  for (const auto& image : pairs.images) bytes += image.size();
+  const auto same = std::count(pairs.issame.begin(), pairs.issame.end(), 1);
+  fmt::print("packed {} pairs ({} same, {} different; {} images, {:.1f} MB) in {:.1f} s -> {}\n",
+             pairs.issame.size(), same, pairs.issame.size() - same, pairs.images.size(),
+             bytes / 1e6, bar.elapsed(), args.out);
+  return 0;
+}
+
 int run_pack(const PackArgs& args) {
+  if (args.from == "bin") return run_pack_bin(args);
   data::PackOptions options;
   options.shard_size = args.shard_size;
   options.image_size = args.image_size;
@@ -117,8 +134,9 @@ void add_data_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, 
   pack->add_option("--from", pack_args->from,
                    "Source kind: folder (one sub-folder of aligned JPEG faces per identity) or "
                    "recordio (insightface train.rec + train.idx; --input names either or the "
-                   "common prefix)")
-      ->check(CLI::IsMember({"folder", "recordio"}));
+                   "common prefix) or bin (an insightface verification pack such as lfw.bin; "
+                   "--out is then a verification-set file .h5)")
+      ->check(CLI::IsMember({"folder", "recordio", "bin"}));
   pack->add_option("--input", pack_args->input, "The source")->required();
   pack->add_option("--out", pack_args->out, "The dataset folder to create")->required();
   pack->add_option("--shard-size", pack_args->shard_size, "Images per shard")

@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   cli::add_env_command(app, ctx, actions);
   cli::add_train_command(app, ctx, actions);
   cli::add_embed_command(app, ctx, actions);
+  cli::add_eval_command(app, ctx, actions);
   cli::add_data_command(app, ctx, actions);
 
   try {
