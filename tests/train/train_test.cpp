@@ -1,0 +1,320 @@
+// The trainer end to end through the facetrain binary, under real mpirun processes, on
+// synthetic faces: learning at 1 and 2 ranks, TensorBoard reading the event files, exact resume
+// after kill -9, elastic resume at world 1 and 4 from a world-2 checkpoint, damaged
+// checkpoints, NaN losses, and a failing, killed or stalled rank (timed from outside).
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "models/backbone.h"
+#include "models/state_dict.h"
+#include "tests/support/process.h"
+
+namespace facetrain {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+const fs::path kWork = fs::absolute("train_test_work");
+
+std::string facetrain(const std::string& args) { return test::env("FACETRAIN_BIN") + " " + args; }
+std::string mpirun(int np, const std::string& extra_env = "") {
+  return test::env("FACETRAIN_MPIRUN") + " -np " + std::to_string(np) + " " + extra_env + " ";
+}
+
+// A small recipe: mbf with a 128-d embedding on 24 synthetic identities.
+std::string recipe(const std::string& output, const std::string& extra = "") {
+  return fmt::format(R"([model]
+network = "mbf"
+embedding_size = 128
+[loss]
+margin_list = [1.0, 0.0, 0.35]
+scale = 32.0
+[data]
+path = "{0}/train"
+num_workers = 1
+prefetch = 2
+[optim]
+lr = 0.1
+warmup_epoch = 0
+[train]
+batch_size = 8
+num_epoch = 2
+seed = 7
+frequent = 1
+verbose = 100000
+checkpoint_every = 4
+checkpoint_keep = 10
+output = "{1}"
+[eval]
+val_targets = ["{0}/heldout.h5"]
+batch_size = 32
+[dist]
+timeout_s = 60.0
+{2}
+)",
+                     kWork.string(), output, extra);
+}
+
+fs::path write_recipe(const std::string& name, const std::string& text) {
+  const fs::path p = kWork / (name + ".toml");
+  std::ofstream(p) << text;
+  return p;
+}
+
+// step → the values logged at it (the last line wins: a resumed run logs some steps twice).
+std::map<std::int64_t, nlohmann::json> metrics(const fs::path& run) {
+  std::map<std::int64_t, nlohmann::json> out;
+  std::ifstream in(run / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    auto& slot = out[j.at("step").get<std::int64_t>()];
+    for (const auto& [k, v] : j.items()) slot[k] = v;
+  }
+  return out;
+}
+
+std::map<std::string, at::Tensor> final_weights(const fs::path& run) {
+  return models::read_state_dict(fs::canonical(run / "checkpoints" / "latest") / "backbone.pt");
+}
+
+double max_abs_diff(const std::map<std::string, at::Tensor>& a,
+                    const std::map<std::string, at::Tensor>& b) {
+  double worst = 0;
+  for (const auto& [k, t] : a) {
+    if (!t.is_floating_point()) continue;
+    worst = std::max(worst, (t - b.at(k)).abs().max().item<double>());
+  }
+  return worst;
+}
+
+class Train : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (fs::exists(kWork / "train" / "manifest.json")) return;
+    fs::remove_all(kWork);
+    fs::create_directories(kWork);
+    const auto r = test::run(facetrain(fmt::format(
+        "data synth --identities 24 --per-identity 8 --out {0}/train --pairs 200 --pairs-out "
+        "{0}/heldout.h5 --heldout-identities 12 --seed 3",
+        kWork.string())));
+    ASSERT_EQ(r.code, 0) << r.out;
+  }
+
+  // Runs a training; returns (exit code, output, seconds).
+  static std::tuple<int, std::string, double> train(int np, const fs::path& config,
+                                                     const std::string& args = "",
+                                                     const std::string& env = "") {
+    const auto t0 = Clock::now();
+    const auto r = test::run(mpirun(np, env) +
+                             facetrain("train --config " + config.string() + " " + args));
+    return {r.code, r.out,
+            std::chrono::duration<double>(Clock::now() - t0).count()};
+  }
+};
+
+TEST_F(Train, RecipesValidate) {
+  const fs::path dir = fs::path(test::env("FACETRAIN_SOURCE_DIR")) / "experiments";
+  const std::map<std::string, std::string> expected = {
+      {"ms1mv3_r50", "num_classes = 93431"},       {"ms1mv3_r100", "num_classes = 93431"},
+      {"ms1mv3_mbf", "network = \"mbf\""},         {"glint360k_r100", "margin_list = [1.0, 0.0, 0.4]"},
+      {"webface42m_r100", "sample_rate = 0.2"},    {"synthetic_mbf", "network = \"mbf\""}};
+  int seen = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() != ".toml") continue;
+    ++seen;
+    const auto r = test::run(facetrain("config show --config " + entry.path().string()), false);
+    EXPECT_EQ(r.code, 0) << entry.path() << "\n" << r.out;
+    const auto it = expected.find(entry.path().stem().string());
+    ASSERT_NE(it, expected.end()) << "a recipe this test does not know: " << entry.path();
+    EXPECT_NE(r.out.find(it->second), std::string::npos) << entry.path() << "\n" << r.out;
+  }
+  EXPECT_EQ(seen, static_cast<int>(expected.size()));
+}
+
+TEST_F(Train, LearnsAtOneAndTwoRanksAndTensorBoardReadsTheEvents) {
+  // The untrained model: the trainer's initialisation (seeded by train.seed).
+  at::manual_seed(7);
+  auto untrained = models::make_backbone("mbf", models::BackboneOptions().embedding_size(128));
+  models::write_state_dict(kWork / "untrained.pt", models::state_dict(*untrained));
+  const auto base = test::run(facetrain(fmt::format(
+      "eval --weights {0}/untrained.pt --network mbf --bench {0}/heldout.h5 --out {0}/untrained.json",
+      kWork.string())));
+  ASSERT_EQ(base.code, 0) << base.out;
+  const double untrained_accuracy = nlohmann::json::parse(std::ifstream(kWork / "untrained.json"))
+                                        .at("verification")
+                                        .at(0)
+                                        .at("accuracy")
+                                        .get<double>();
+  for (const int np : {1, 2}) {
+    const fs::path run = kWork / fmt::format("learn_np{}", np);
+    fs::remove_all(run);
+    const std::string text =
+        std::regex_replace(recipe(run.string()), std::regex("num_epoch = 2"), "num_epoch = 5");
+    const auto cfg = write_recipe(fmt::format("learn_np{}", np),
+                                  std::regex_replace(text, std::regex("batch_size = 8\n"),
+                                                     fmt::format("batch_size = {}\n", 16 / np)));
+    const auto [code, out, secs] = train(np, cfg);
+    ASSERT_EQ(code, 0) << out;
+    const auto m = metrics(run);
+    ASSERT_EQ(m.rbegin()->first, 60);  // 192 images / 16 per step = 12 steps x 5 epochs
+    double first = 0, last = 0;
+    for (std::int64_t s = 1; s <= 6; ++s) first += m.at(s).at("last_loss").get<double>() / 6;
+    for (std::int64_t s = 55; s <= 60; ++s) last += m.at(s).at("last_loss").get<double>() / 6;
+    EXPECT_LT(last, 0.8 * first) << "np " << np << ": the loss did not fall";
+    const double accuracy = m.at(60).at("val_heldout_accuracy").get<double>();
+    EXPECT_GT(accuracy, untrained_accuracy + 0.05)
+        << "np " << np << ": held-out accuracy " << accuracy << ", untrained "
+        << untrained_accuracy;
+    std::cout << "np " << np << ": loss " << first << " -> " << last << ", held-out accuracy "
+              << untrained_accuracy << " -> " << accuracy << " (" << secs << " s)\n";
+  }
+  // TensorBoard's own reader sees the same losses as the JSONL file.
+  const auto tb = test::run_python("train/python_tensorboard.py " +
+                                   (kWork / "learn_np2").string());
+  ASSERT_EQ(tb.code, 0) << tb.out;
+  const auto m = metrics(kWork / "learn_np2");
+  int checked = 0;
+  std::istringstream lines(tb.out);
+  for (std::string tag; lines >> tag;) {
+    std::int64_t step;
+    double value;
+    lines >> step >> value;
+    if (tag == "train/loss") {
+      EXPECT_NEAR(value, m.at(step).at("loss").get<double>(), 1e-4) << step;
+      ++checked;
+    }
+    if (tag == "val/heldout_accuracy") {
+      EXPECT_NEAR(value, m.at(step).at("val_heldout_accuracy").get<double>(), 1e-6);
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 61);
+}
+
+TEST_F(Train, ExactResumeAfterKillAndElasticResume) {
+  // A: 24 steps straight at world 2. B: the same, killed (-9) by a rank at step 6, resumed.
+  const fs::path a = kWork / "straight", b = kWork / "killed";
+  fs::remove_all(a);
+  fs::remove_all(b);
+  const auto [code_a, out_a, secs_a] = train(2, write_recipe("straight", recipe(a.string())));
+  ASSERT_EQ(code_a, 0) << out_a;
+  const auto config_b = write_recipe("killed", recipe(b.string()));
+  const auto [code_k, out_k, secs_k] = train(2, config_b, "", "-x FACETRAIN_FAULT=kill@1:6");
+  ASSERT_NE(code_k, 0) << out_k;
+  ASSERT_TRUE(fs::exists(b / "checkpoints" / "step-0000004"));
+  ASSERT_FALSE(fs::exists(b / "checkpoints" / "step-0000008"));
+  const auto [code_b, out_b, secs_b] = train(2, config_b, "--resume auto");
+  ASSERT_EQ(code_b, 0) << out_b;
+  EXPECT_NE(out_b.find("resumed from"), std::string::npos) << out_b;
+  const auto ma = metrics(a), mb = metrics(b);
+  ASSERT_EQ(ma.rbegin()->first, 24);
+  ASSERT_EQ(mb.rbegin()->first, 24);
+  for (std::int64_t s = 1; s <= 24; ++s) {
+    EXPECT_NEAR(mb.at(s).at("last_loss").get<double>(), ma.at(s).at("last_loss").get<double>(),
+                1e-7)
+        << "step " << s;
+  }
+  EXPECT_LE(max_abs_diff(final_weights(a), final_weights(b)), 1e-7);
+
+  // Elastic: A's step-4 checkpoint (world 2, 8 per rank) continued at world 1 (16 per rank) and
+  // world 4 (4 per rank): the same global batches, so the same losses up to summation order.
+  for (const int np : {1, 4}) {
+    const fs::path c = kWork / fmt::format("elastic_np{}", np);
+    fs::remove_all(c);
+    const auto config = write_recipe(
+        fmt::format("elastic_np{}", np),
+        std::regex_replace(recipe(c.string()), std::regex("batch_size = 8\n"),
+                           fmt::format("batch_size = {}\n", 16 / np)));
+    const auto [code, out, secs] =
+        train(np, config, "--resume " + (a / "checkpoints" / "step-0000008").string());
+    ASSERT_EQ(code, 0) << out;
+    EXPECT_NE(out.find("written at world 2, now " + std::to_string(np)), std::string::npos)
+        << out;
+    const auto mc = metrics(c);
+    EXPECT_EQ(mc.begin()->first, 9) << "the run must continue at step 9";
+    EXPECT_EQ(mc.rbegin()->first, 24);
+    for (std::int64_t s = 9; s <= 24; ++s) {
+      const double want = ma.at(s).at("last_loss").get<double>();
+      EXPECT_NEAR(mc.at(s).at("last_loss").get<double>(), want, 2e-3 * std::abs(want))
+          << "world " << np << " step " << s;
+    }
+  }
+}
+
+TEST_F(Train, DamagedCheckpointsAndBadInput) {
+  const fs::path run = kWork / "damaged";
+  fs::remove_all(run);
+  const auto config = write_recipe("damaged", recipe(run.string(), "") );
+  const std::string short_run = "--set train.num_epoch=1";
+  auto [code, out, secs] = train(1, config, short_run);
+  ASSERT_EQ(code, 0) << out;
+  // A fresh start over an existing run is refused.
+  std::tie(code, out, secs) = train(1, config, short_run);
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_NE(out.find("--resume auto"), std::string::npos) << out;
+  // Truncate the newest checkpoint's backbone: auto skips it with a warning, a path is an error.
+  const fs::path newest = fs::canonical(run / "checkpoints" / "latest");
+  fs::resize_file(newest / "backbone.pt", 100);
+  std::tie(code, out, secs) = train(1, config, "--resume auto");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("skipping damaged checkpoint " + newest.string()), std::string::npos) << out;
+  EXPECT_NE(out.find("resumed from " + (run / "checkpoints" / "step-0000008").string()),
+            std::string::npos)
+      << out;
+  fs::resize_file(newest / "backbone.pt", 100);  // the resumed run rewrote it; damage it again
+  std::tie(code, out, secs) = train(1, config, "--resume " + newest.string());
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("not a usable checkpoint"), std::string::npos) << out;
+  // Configuration and data errors.
+  std::tie(code, out, secs) = train(1, config, "--set train.num_epochs=3");
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_NE(out.find("did you mean 'train.num_epoch'"), std::string::npos) << out;
+  std::tie(code, out, secs) =
+      train(1, config, "--output " + (kWork / "other").string() + " --set data.path=/nonexistent");
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("/nonexistent"), std::string::npos) << out;
+}
+
+TEST_F(Train, NonFiniteLossesStopTheRun) {
+  const fs::path run = kWork / "nan";
+  fs::remove_all(run);
+  const auto config = write_recipe("nan", recipe(run.string(), "") );
+  const auto [code, out, secs] =
+      train(2, config, "--set train.max_nonfinite=3", "-x FACETRAIN_FAULT=nan@0:2");
+  EXPECT_NE(code, 0) << out;
+  EXPECT_NE(out.find("not finite for 3 steps in a row, the last at step 4"), std::string::npos)
+      << out;
+}
+
+TEST_F(Train, AFailingKilledOrStalledRankEndsTheJob) {
+  struct Case {
+    const char* fault;
+    const char* message;
+  };
+  for (const Case& c : {Case{"throw@1:2", "injected fault on rank 1 at step 2"},
+                        Case{"kill@1:2", ""},
+                        Case{"stall@1:2", "timed out after 5.0 s"}}) {
+    const fs::path run = kWork / "fault";
+    fs::remove_all(run);
+    const auto config = write_recipe("fault", recipe(run.string(), ""));
+    const auto [code, out, secs] =
+        train(2, config, "--set dist.timeout_s=5", std::string("-x FACETRAIN_FAULT=") + c.fault);
+    EXPECT_NE(code, 0) << c.fault << "\n" << out;
+    EXPECT_NE(out.find(c.message), std::string::npos) << c.fault << "\n" << out;
+    // A bound on ending, not a speed claim: without the abort the job would hang.
+    EXPECT_LT(secs, 60.0) << c.fault;
+    std::cout << c.fault << ": the job ended with code " << code << " after " << secs << " s\n";
+  }
+}
+
+}  // namespace
+}  // namespace facetrain
