@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   cli::add_config_command(app, ctx, actions);
   cli::add_env_command(app, ctx, actions);
   cli::add_embed_command(app, ctx, actions);
+  cli::add_export_command(app, ctx, actions);
   cli::add_data_command(app, ctx, actions);
 
   try {
