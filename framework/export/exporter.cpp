@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
+#include <sys/wait.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 #include <unistd.h>
