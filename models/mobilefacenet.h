@@ -17,6 +17,8 @@ class MbfBlockImpl : public torch::nn::Module {
  public:
   MbfBlockImpl(torch::nn::Sequential layers, bool residual);
   at::Tensor forward(const at::Tensor& x);
+  // Whether forward adds the input to the layers' output.
+  bool residual() const { return residual_; }
 
  private:
   torch::nn::Sequential layers_{nullptr};

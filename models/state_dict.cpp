@@ -84,8 +84,8 @@ std::int64_t embedding_size_in(const std::string& network,
   const std::string key = network == "mbf" ? "features.layers.2.weight" : "fc.weight";
   const auto it = tensors.find(key);
   if (it == tensors.end() || it->second.dim() != 2) {
-    throw CheckpointError(fmt::format("{}: no 2-D {} in the weights: not a {} state dict", source,
-                                      key, network));
+    throw CheckpointError(
+        fmt::format("{}: no 2-D {} in the weights: not a {} state dict", source, key, network));
   }
   return it->second.size(0);
 }
@@ -131,7 +131,7 @@ std::map<std::string, at::Tensor> read_state_dict(const std::filesystem::path& f
   return out;
 }
 
-void write_state_dict(const std::filesystem::path& file, const NamedTensors& tensors) {
+std::string state_dict_bytes(const NamedTensors& tensors) {
   c10::Dict<std::string, at::Tensor> dict;
   for (const auto& [name, t] : tensors) dict.insert(name, t.detach().cpu().contiguous());
   // What torch::pickle_save does, but without tagging the dict with its TorchScript type: that
@@ -153,7 +153,11 @@ void write_state_dict(const std::filesystem::path& file, const NamedTensors& ten
   torch::jit::writeArchiveAndTensors("data", pickle.data(), pickle.size(), pickler.tensorData(),
                                      writer);
   writer.writeEndOfFile();
-  write_file_atomic(file, container);
+  return container;
+}
+
+void write_state_dict(const std::filesystem::path& file, const NamedTensors& tensors) {
+  write_file_atomic(file, state_dict_bytes(tensors));
 }
 
 }  // namespace facetrain::models

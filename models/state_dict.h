@@ -36,8 +36,11 @@ std::int64_t embedding_size_in(const std::string& network,
 // Missing, truncated or foreign files throw CheckpointError naming the file.
 std::map<std::string, at::Tensor> read_state_dict(const std::filesystem::path& file);
 
-// Writes `tensors` as a dict of CPU tensors in torch.save's format, which Python's torch.load
-// reads; atomically (see write_file_atomic).
+// `tensors` as a dict of CPU tensors in torch.save's format (a zip archive), which Python's
+// torch.load reads, also with weights_only=True.
+std::string state_dict_bytes(const NamedTensors& tensors);
+
+// Writes state_dict_bytes(tensors) to `file` atomically (see write_file_atomic).
 void write_state_dict(const std::filesystem::path& file, const NamedTensors& tensors);
 
 }  // namespace facetrain::models

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds and runs the benchmarks; each prints its figures and ratios against a baseline measured
-# in the same run. usage: scripts/bench.sh [backbone|loader|fc|allreduce|eval] [ARGS...]
+# in the same run. usage: scripts/bench.sh [backbone|loader|fc|allreduce|eval|export] [ARGS...]
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 bash "$here/setup.sh" >/dev/null
@@ -30,4 +30,8 @@ fi
 if [ "$which" = all ] || [ "$which" = eval ]; then
   echo "== eval: verification metrics against one sort and insightface's threshold scan"
   "$FACETRAIN_BUILD/tests/bench/eval_bench" "$@"
+fi
+if [ "$which" = all ] || [ "$which" = export ]; then
+  echo "== export: onnxruntime and TorchScript inference against LibTorch on CPU"
+  "$FACETRAIN_BUILD/tests/bench/export_bench" "$@"
 fi

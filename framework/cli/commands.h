@@ -35,6 +35,8 @@ void add_data_command(CLI::App& app, Context& ctx, std::vector<std::pair<CLI::Ap
 void add_embed_command(CLI::App& app, Context& ctx, std::vector<std::pair<CLI::App*, Action>>& out);
 void add_train_command(CLI::App& app, Context& ctx, std::vector<std::pair<CLI::App*, Action>>& out);
 void add_eval_command(CLI::App& app, Context& ctx, std::vector<std::pair<CLI::App*, Action>>& out);
+void add_export_command(CLI::App& app, Context& ctx,
+                        std::vector<std::pair<CLI::App*, Action>>& out);
 void add_env_command(CLI::App& app, Context& ctx, std::vector<std::pair<CLI::App*, Action>>& out);
 
 }  // namespace facetrain::cli

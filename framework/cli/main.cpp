@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   cli::add_train_command(app, ctx, actions);
   cli::add_embed_command(app, ctx, actions);
   cli::add_eval_command(app, ctx, actions);
+  cli::add_export_command(app, ctx, actions);
   cli::add_data_command(app, ctx, actions);
 
   try {
