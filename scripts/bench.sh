@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds and runs the benchmarks; each prints its figures and ratios against a baseline measured
-# in the same run. usage: scripts/bench.sh [backbone|loader|fc|allreduce|eval|export] [ARGS...]
+# in the same run. usage: scripts/bench.sh [backbone|loader|fc|allreduce|eval|export|train] [ARGS...]
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 bash "$here/setup.sh" >/dev/null
@@ -34,4 +34,7 @@ fi
 if [ "$which" = all ] || [ "$which" = export ]; then
   echo "== export: onnxruntime and TorchScript inference against LibTorch on CPU"
   "$FACETRAIN_BUILD/tests/bench/export_bench" "$@"
+fi
+if [ "$which" = all ] || [ "$which" = train ]; then
+  bash "$FACETRAIN_ROOT/tests/bench/train_bench.sh" "$@"
 fi

@@ -113,6 +113,11 @@ c10::Device choose_device(std::string_view want, const LaunchEnv& env) {
     throw Error("device 'cuda' asked for, but no CUDA GPU is visible to this process");
   }
   const auto gpus = static_cast<int>(torch::cuda::device_count());
+  // A scheduler that binds one GPU to each task (srun --gpus-per-task=1) shows each process
+  // only its own GPU.
+  if (gpus == 1 && std::getenv("CUDA_VISIBLE_DEVICES") != nullptr) {
+    return c10::Device(c10::kCUDA, 0);
+  }
   if (env.local_rank >= gpus) {
     throw Error(
         fmt::format("rank {} is local rank {} on {}, but the host shows only {} GPU(s): "

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <optional>
 
@@ -45,7 +46,8 @@ std::string duration(double seconds) {
 
 // A seam for the failure tests: FACETRAIN_FAULT="KIND@RANK:STEP" makes rank RANK, on reaching
 // STEP, throw (throw), stop itself with SIGSTOP (stall), die with SIGKILL (kill), or produce a
-// NaN loss from then on (nan). Unset in normal runs.
+// NaN loss from then on (nan). With FACETRAIN_FAULT_ONCE=FILE it fires only while FILE does not
+// exist, and creates it (so a relaunched job runs clean). Unset in normal runs.
 struct Fault {
   std::string kind;
   int rank = -1;
@@ -66,8 +68,13 @@ struct Fault {
     return f;
   }
   bool hits(int rank_now, std::int64_t step_now, const char* kind_now) const {
-    return kind == kind_now && rank == rank_now &&
-           (kind == "nan" ? step_now >= step : step_now == step);
+    if (kind != kind_now || rank != rank_now) return false;
+    if (kind == "nan" ? step_now < step : step_now != step) return false;
+    const char* once = std::getenv("FACETRAIN_FAULT_ONCE");
+    if (once == nullptr || *once == 0) return true;
+    if (fs::exists(once)) return false;
+    std::ofstream(once) << kind << "\n";
+    return true;
   }
 };
 
@@ -137,6 +144,11 @@ TrainSummary run_training(const Config& config, const std::string& resume,
   const Fault fault = Fault::from_env();
   const fs::path run_dir = config.get_string("train.output");
   const c10::Device device = dist::choose_device(config.get_string("train.device"), env);
+  // CPU ranks on one host share its cores, unless OMP_NUM_THREADS says otherwise.
+  if (device.is_cpu() && std::getenv("OMP_NUM_THREADS") == nullptr && env.local_size > 1) {
+    const int cores = static_cast<int>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+    at::set_num_threads(std::max(1, cores / env.local_size));
+  }
   std::string backend = config.get_string("dist.backend");
   if (backend == "auto" && device.is_cuda() && env.world_size > 1) backend = "nccl";
   auto comm = dist::make_communicator(backend, env, config.get_float("dist.timeout_s"));
@@ -162,6 +174,11 @@ TrainSummary run_training(const Config& config, const std::string& resume,
   if (num_classes != dataset->num_classes()) {
     throw ConfigError(fmt::format("data.num_classes = {}: the dataset {} has {} classes",
                                   num_classes, data_path, dataset->num_classes()));
+  }
+  const std::int64_t num_samples = config.get_int("data.num_samples");
+  if (num_samples != 0 && num_samples != dataset->size()) {
+    throw ConfigError(fmt::format("data.num_samples = {}: the dataset {} has {} images",
+                                  num_samples, data_path, dataset->size()));
   }
   const std::int64_t batch = config.get_int("train.batch_size");
   const std::int64_t acc = config.get_int("train.gradient_acc");
