@@ -20,8 +20,18 @@ mpirun_local="mpirun --oversubscribe --mca btl self,vader,tcp --mca btl_tcp_if_i
   --mca oob_tcp_if_include lo --mca btl_vader_single_copy_mechanism none"
 if [ "$which" = all ] || [ "$which" = fc ]; then
   echo "== Partial FC: step time and memory per rank (world 1: 2 threads; world 2: 1 thread/rank)"
-  $mpirun_local -np 1 -x OMP_NUM_THREADS=2 "$FACETRAIN_BUILD/tests/bench/partial_fc_bench" fc "$@"
-  $mpirun_local -np 2 -x OMP_NUM_THREADS=1 "$FACETRAIN_BUILD/tests/bench/partial_fc_bench" fc "$@"
+  echo "   one process per case, so the RSS figures are not blurred by memory freed by an earlier case"
+  for np in 1 2; do
+    header=1
+    for classes in 10000 100000 1000000; do
+      steps=3; [ "$classes" = 1000000 ] && steps=1
+      for rate in 1.0 0.1; do
+        $mpirun_local -np $np -x OMP_NUM_THREADS=$((2 / np)) "$FACETRAIN_BUILD/tests/bench/partial_fc_bench" \
+          fc --classes $classes --rates $rate --steps $steps --header $header "$@"
+        header=0
+      done
+    done
+  done
 fi
 if [ "$which" = all ] || [ "$which" = allreduce ]; then
   echo "== gradient all-reduce: buckets against one raw MPI_Allreduce, world 2"

@@ -320,7 +320,7 @@ TrainSummary run_training(const Config& config, const std::string& resume,
   std::int64_t nonfinite_in_row = 0;
   std::int64_t last_saved = from ? state.step : -1;
   double window_loss = 0, last_log_at = 0;
-  std::int64_t window_steps = 0, window_images = 0;
+  std::int64_t window_steps = 0, window_finite = 0, window_images = 0;
   struct Phases {
     double data = 0, forward = 0, fc = 0, backward = 0, comm = 0, optimizer = 0;
   } phases;
@@ -426,7 +426,10 @@ TrainSummary run_training(const Config& config, const std::string& resume,
       phases.optimizer += since(t0);
     }
 
-    window_loss += std::isfinite(loss_value) ? loss_value : 0.0;
+    if (std::isfinite(loss_value)) {
+      window_loss += loss_value;
+      window_finite += 1;
+    }
     window_steps += 1;
     window_images += global_batch;
     last_loss = loss_value;
@@ -435,7 +438,9 @@ TrainSummary run_training(const Config& config, const std::string& resume,
       const double elapsed = since(run_start);
       const double throughput =
           static_cast<double>(window_images) / std::max(1e-9, elapsed - last_log_at);
-      const double mean_loss = window_loss / static_cast<double>(window_steps);
+      const double mean_loss = window_finite > 0
+                                   ? window_loss / static_cast<double>(window_finite)
+                                   : std::nan("");
       const double eta =
           elapsed / static_cast<double>(steps_run) * static_cast<double>(total_steps - done);
       log::info("step {}/{} epoch {} loss {:.4f} lr {:.6f} {:.1f} img/s{} eta {}", done,
@@ -465,6 +470,7 @@ TrainSummary run_training(const Config& config, const std::string& resume,
       }
       last_log_at = elapsed;
       window_loss = 0;
+      window_finite = 0;
       window_steps = 0;
       window_images = 0;
     }

@@ -1,7 +1,8 @@
 // Partial FC step time and memory, and the bucketed gradient all-reduce against one raw
 // MPI_Allreduce of the same bytes. Run under mpirun (scripts/bench.sh fc | allreduce).
 //
-//   partial_fc_bench fc [--classes 10000,100000,1000000] [--batch 256] [--dim 512] [--steps 3]
+//   partial_fc_bench fc [--classes 10000,100000,1000000] [--rates 1.0,0.1] [--batch 256]
+//                       [--dim 512] [--steps 3] [--header 1]
 //   partial_fc_bench allreduce [--repeats 5]
 //
 // fc: per class count and sample rate, the median step (all-gather, logits, margin head,
@@ -69,9 +70,13 @@ int run_fc(int argc, char** argv, const std::shared_ptr<dist::Communicator>& com
   const std::int64_t batch = std::stoll(arg(argc, argv, "--batch", "256"));
   const std::int64_t dim = std::stoll(arg(argc, argv, "--dim", "512"));
   const int steps = std::stoi(arg(argc, argv, "--steps", "3"));
+  std::vector<double> rates;
+  std::stringstream rate_list(arg(argc, argv, "--rates", "1.0,0.1"));
+  for (std::string item; std::getline(rate_list, item, ',');) rates.push_back(std::stod(item));
+  const bool header = arg(argc, argv, "--header", "1") == "1";
   const int w = comm->size();
   const bool root = comm->rank() == 0;
-  if (root) {
+  if (root && header) {
     fmt::print("world {}, global batch {}, d {}, SGD momentum (1 slot), {} thread(s)/rank\n", w,
                batch, dim, at::get_num_threads());
     fmt::print("{:>9} {:>6} {:>8} {:>10} {:>11} {:>11} {:>8} {:>11}\n", "classes", "rate",
@@ -80,7 +85,7 @@ int run_fc(int argc, char** argv, const std::shared_ptr<dist::Communicator>& com
   const auto rows = losses::class_shard(batch, comm->rank(), w);
   for (const std::int64_t c : classes) {
     double full_step = 0;
-    for (const double rate : {1.0, 0.1}) {
+    for (const double rate : rates) {
       comm->barrier();
       const double rss0 = status_kb("VmRSS");
       auto fc = std::make_unique<losses::PartialFC>(
@@ -111,7 +116,9 @@ int run_fc(int argc, char** argv, const std::shared_ptr<dist::Communicator>& com
         fmt::print("{:>9} {:>6.1f} {:>8} {:>10.1f} {:>11.1f} {:>11.1f} {:>8.3f} {:>11.1f}", c, rate,
                    fc->last_sampled().numel(), step_ms, state_mb, model_mb, state_mb / model_mb,
                    peak_mb);
-        if (rate < 1.0) fmt::print("   step(0.1)/step(1.0) = {:.3f}", step_ms / full_step);
+        if (rate < 1.0 && full_step > 0) {
+          fmt::print("   step({})/step(1.0) = {:.3f}", rate, step_ms / full_step);
+        }
         fmt::print("\n");
       }
     }
