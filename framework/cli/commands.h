@@ -26,6 +26,11 @@ struct Context {
 // A subcommand's action, run after parsing; returns the exit code.
 using Action = std::function<int()>;
 
+// The options naming a backbone: --checkpoint DIR, or --weights FILE with --network NAME (see
+// models::load_backbone, which takes the three strings).
+void add_backbone_options(CLI::App* sub, std::string& checkpoint, std::string& weights,
+                          std::string& network);
+
 // Each adds its subcommand to `app` and returns the action to run when it is chosen.
 void add_version_command(CLI::App& app, Context& ctx,
                          std::vector<std::pair<CLI::App*, Action>>& out);

@@ -138,17 +138,7 @@ void add_embed_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*,
       "written to HDF5: /embeddings [N, D] float32, /names, and /labels (datasets) or /issame "
       "(verification sets)");
   auto args = std::make_shared<EmbedArgs>();
-  auto* checkpoint = sub->add_option("--checkpoint", args->checkpoint,
-                                     "A checkpoint folder (backbone.pt + config.toml) or a run "
-                                     "folder (its checkpoints/latest)")
-                         ->check(CLI::ExistingDirectory);
-  auto* weights =
-      sub->add_option("--weights", args->weights,
-                      "Backbone weights: a torch.save dict of tensors with insightface's names")
-          ->check(CLI::ExistingFile);
-  auto* network = sub->add_option("--network", args->network,
-                                  "Backbone of --weights: iresnet18/34/50/100/200 or mbf");
-  checkpoint->excludes(weights)->excludes(network);
+  add_backbone_options(sub, args->checkpoint, args->weights, args->network);
   sub->add_option("--input", args->input,
                   "An image file (JPEG, PNG, BMP, TGA, GIF), a folder of them, a dataset folder "
                   "or a verification set (.h5)")

@@ -119,17 +119,7 @@ void add_eval_command(CLI::App& app, Context& ctx, std::vector<std::pair<CLI::Ap
       "accuracy, VAL@FAR=1e-3, ROC, AUC, EER, TAR@FAR) and 1:N identification (rank-1, rank-5, "
       "mAP); works alone or on several MPI ranks");
   auto args = std::make_shared<EvalArgs>();
-  auto* checkpoint = sub->add_option("--checkpoint", args->checkpoint,
-                                     "A checkpoint folder (backbone.pt + config.toml) or a run "
-                                     "folder (its checkpoints/latest)")
-                         ->check(CLI::ExistingDirectory);
-  auto* weights =
-      sub->add_option("--weights", args->weights,
-                      "Backbone weights: a torch.save dict of tensors with insightface's names")
-          ->check(CLI::ExistingFile);
-  auto* network = sub->add_option("--network", args->network,
-                                  "Backbone of --weights: iresnet18/34/50/100/200 or mbf");
-  checkpoint->excludes(weights)->excludes(network);
+  add_backbone_options(sub, args->checkpoint, args->weights, args->network);
   sub->add_option("--bench", args->bench,
                   "Verification sets (.h5, see `data pack --from bin`), one or more")
       ->check(CLI::ExistingFile);

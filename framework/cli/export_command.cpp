@@ -53,17 +53,7 @@ void add_export_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*
       "Export a backbone for deployment: ONNX (onnxruntime, insightface), TorchScript "
       "(torch::jit::load, torch.jit.load) or a PyTorch state dict with insightface's key names");
   auto args = std::make_shared<ExportArgs>();
-  auto* checkpoint = sub->add_option("--checkpoint", args->checkpoint,
-                                     "A checkpoint folder (backbone.pt + config.toml) or a run "
-                                     "folder (its checkpoints/latest)")
-                         ->check(CLI::ExistingDirectory);
-  auto* weights =
-      sub->add_option("--weights", args->weights,
-                      "Backbone weights: a torch.save dict of tensors with insightface's names")
-          ->check(CLI::ExistingFile);
-  auto* network = sub->add_option("--network", args->network,
-                                  "Backbone of --weights: iresnet18/34/50/100/200 or mbf");
-  checkpoint->excludes(weights)->excludes(network);
+  add_backbone_options(sub, args->checkpoint, args->weights, args->network);
   sub->add_option("--format", args->format, "onnx, torchscript or pytorch")
       ->required()
       ->check(CLI::IsMember({"onnx", "torchscript", "pytorch"}));

@@ -22,6 +22,21 @@ dist::MpiRuntime& Context::start_mpi() {
   return *mpi;
 }
 
+void add_backbone_options(CLI::App* sub, std::string& checkpoint, std::string& weights,
+                          std::string& network) {
+  auto* c = sub->add_option("--checkpoint", checkpoint,
+                            "A checkpoint folder (backbone.pt + config.toml) or a run folder (its "
+                            "checkpoints/latest)")
+                ->check(CLI::ExistingDirectory);
+  auto* w = sub->add_option("--weights", weights,
+                            "Backbone weights: a torch.save dict of tensors with insightface's "
+                            "names")
+                ->check(CLI::ExistingFile);
+  auto* n =
+      sub->add_option("--network", network, "Backbone of --weights: iresnet18/34/50/100/200 or mbf");
+  c->excludes(w)->excludes(n);
+}
+
 }  // namespace facetrain::cli
 
 int main(int argc, char** argv) {

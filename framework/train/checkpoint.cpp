@@ -115,6 +115,20 @@ std::vector<FcFile> fc_files(const fs::path& dir, std::int64_t num_classes) {
   return files;
 }
 
+// The step-NNNNNNN folders of a checkpoints folder, oldest first.
+std::vector<fs::path> step_folders(const fs::path& root) {
+  std::vector<fs::path> steps;
+  static const std::regex pattern(R"(step-\d{7,})");
+  for (const auto& entry : fs::directory_iterator(root)) {
+    if (entry.is_directory() && !entry.is_symlink() &&
+        std::regex_match(entry.path().filename().string(), pattern)) {
+      steps.push_back(entry.path());
+    }
+  }
+  std::sort(steps.begin(), steps.end());
+  return steps;
+}
+
 }  // namespace
 
 void save_checkpoint(const fs::path& run_dir, const TrainState& state,
@@ -157,15 +171,7 @@ void save_checkpoint(const fs::path& run_dir, const TrainState& state,
     fs::rename(link_tmp, root / "latest");
     fsync_dir(root);
     fs::remove_all(old);
-    std::vector<fs::path> steps;
-    static const std::regex pattern(R"(step-\d{7,})");
-    for (const auto& entry : fs::directory_iterator(root)) {
-      if (entry.is_directory() && !entry.is_symlink() &&
-          std::regex_match(entry.path().filename().string(), pattern)) {
-        steps.push_back(entry.path());
-      }
-    }
-    std::sort(steps.begin(), steps.end());
+    const std::vector<fs::path> steps = step_folders(root);
     for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < steps.size(); ++i) {
       if (steps[i] != final_dir) fs::remove_all(steps[i]);
     }
@@ -216,16 +222,9 @@ std::optional<fs::path> find_resume_checkpoint(const fs::path& run_dir, const st
   }
   const fs::path root = run_dir / "checkpoints";
   if (!fs::is_directory(root)) return std::nullopt;
-  std::vector<fs::path> steps;
-  static const std::regex pattern(R"(step-\d{7,})");
-  for (const auto& entry : fs::directory_iterator(root)) {
-    if (entry.is_directory() && !entry.is_symlink() &&
-        std::regex_match(entry.path().filename().string(), pattern)) {
-      steps.push_back(entry.path());
-    }
-  }
-  std::sort(steps.rbegin(), steps.rend());
-  for (const auto& dir : steps) {
+  const std::vector<fs::path> steps = step_folders(root);
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    const fs::path& dir = *it;
     const std::string problem = checkpoint_problem(dir, backbone, num_classes);
     if (problem.empty()) return dir;
     log::warn("skipping damaged checkpoint {}: {}", dir.string(), problem);

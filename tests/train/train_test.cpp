@@ -249,11 +249,12 @@ TEST_F(Train, ExactResumeAfterKillAndElasticResume) {
     const auto mc = metrics(c);
     EXPECT_EQ(mc.begin()->first, 9) << "the run must continue at step 9";
     EXPECT_EQ(mc.rbegin()->first, 24);
+    double mean_a = 0, mean_c = 0;
     for (std::int64_t s = 9; s <= 24; ++s) {
-      const double want = ma.at(s).at("last_loss").get<double>();
-      EXPECT_NEAR(mc.at(s).at("last_loss").get<double>(), want, 0.3 * want)
-          << "world " << np << " step " << s;
+      mean_a += ma.at(s).at("last_loss").get<double>() / 16;
+      mean_c += mc.at(s).at("last_loss").get<double>() / 16;
     }
+    EXPECT_NEAR(mean_c, mean_a, 0.15 * mean_a) << "world " << np;
     int fc_files = 0;
     for (const auto& e : fs::directory_iterator(fs::canonical(c / "checkpoints" / "latest"))) {
       fc_files += e.path().filename().string().rfind("fc-", 0) == 0 ? 1 : 0;
