@@ -273,7 +273,7 @@ TrainSummary run_training(const Config& config, const std::string& resume,
     log::info("--resume {}: no checkpoint in {}, starting from scratch", resume, run_dir.string());
   }
   reducer.broadcast_from_root();
-  config.save(run_dir / "config.toml");  // rank 0's copy is the one that stays (same content)
+  if (rank == 0) config.save(run_dir / "config.toml");
 
   const auto targets = verification_sets(config);
   std::unique_ptr<log::JsonlWriter> metrics;
