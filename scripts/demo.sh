@@ -7,7 +7,7 @@
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 bash "$here/setup.sh"
-bash "$here/build.sh"
+bash "$here/build.sh" --target facetrain  # only what the demo runs; tests build in test.sh
 source "$here/env.sh"
 bin="$FACETRAIN_BUILD/framework/cli/facetrain"
 out="$FACETRAIN_ROOT/runs/demo"

@@ -4,6 +4,7 @@
 //   loader_bench [--images 4096] [--batch 128] [--quality 95]
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
