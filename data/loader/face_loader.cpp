@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "data/image/jpeg_codec.h"
+#include "framework/core/compute_threads.h"
 #include "framework/core/error.h"
 #include "framework/core/mix.h"
 
@@ -84,7 +85,7 @@ void FaceLoader::start(const LoaderState& state) {
     failed_.clear();
   }
   for (int w = 0; w < options_.num_workers; ++w)
-    workers_.emplace_back([this, w] { worker_loop(w); });
+    workers_.push_back(helper_thread([this, w] { worker_loop(w); }));
 }
 
 Batch FaceLoader::build(std::int64_t epoch, std::int64_t step, std::int64_t first) const {

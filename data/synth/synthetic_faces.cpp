@@ -10,6 +10,7 @@
 #include "data/shards/sharded_dataset.h"
 #include "data/synth/face_renderer.h"
 #include "data/verification/verification_set.h"
+#include "framework/core/compute_threads.h"
 #include "framework/core/error.h"
 
 namespace facetrain::data {
@@ -20,19 +21,19 @@ namespace {
 std::vector<std::vector<std::uint8_t>> render_all(
     std::int64_t count, const std::function<std::vector<std::uint8_t>(std::int64_t)>& job) {
   std::vector<std::vector<std::uint8_t>> out(static_cast<std::size_t>(count));
-  const auto threads = static_cast<std::int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+  const auto threads = static_cast<std::int64_t>(available_cores());
   std::atomic<std::int64_t> next{0};
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));
   std::vector<std::thread> pool;
   for (std::int64_t t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t] {
+    pool.push_back(helper_thread([&, t] {
       try {
         for (std::int64_t i = next++; i < count; i = next++)
           out[static_cast<std::size_t>(i)] = job(i);
       } catch (...) {
         errors[static_cast<std::size_t>(t)] = std::current_exception();
       }
-    });
+    }));
   }
   for (auto& th : pool) th.join();
   for (const auto& e : errors) {

@@ -8,6 +8,7 @@
 
 #include "data/shards/sharded_dataset.h"
 #include "framework/cli/commands.h"
+#include "framework/core/compute_threads.h"
 #include "framework/core/error.h"
 #include "framework/eval/evaluate.h"
 #include "framework/eval/report.h"
@@ -58,10 +59,9 @@ int run_eval(const EvalArgs& args, Context& ctx) {
   const auto& env = ctx.start_mpi().env();
   auto comm = dist::make_communicator(args.backend, env, args.timeout_s);
   // Ranks sharing a host share its cores.
-  if (env.local_size > 1) {
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    at::set_num_threads(std::max(1, cores / env.local_size));
-  }
+  use_compute_threads(
+      plan_compute_threads(0, std::getenv("OMP_NUM_THREADS"), available_cores(), env.local_size)
+          .intra_op);
   const bool lead = comm->rank() == 0;
   auto loaded = models::load_backbone(args.checkpoint, args.weights, args.network);
   auto& backbone = *loaded.backbone;

@@ -130,6 +130,10 @@ ConfigSchema::ConfigSchema() {
       one_of(key("train.device", S, std::string("auto"), "",
                  "auto (CUDA GPU local_rank when one is visible, else CPU), cpu or cuda"),
              {"auto", "cpu", "cuda"}),
+      between(key("train.cpu_threads", I, int64_t{0}, "",
+                  "threads of the training thread's parallel tensor work; 0: the cores shared "
+                  "by the ranks on the host (or OMP_NUM_THREADS when set)"),
+              0, 4096, false, false),
       one_of(key("train.amp", S, std::string("none"), "fp16",
                  "mixed precision on GPU: none, bf16, or fp16 with a dynamic loss scale"),
              {"none", "bf16", "fp16"}),

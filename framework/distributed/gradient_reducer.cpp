@@ -15,6 +15,7 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include "framework/core/compute_threads.h"
 #include "framework/core/error.h"
 #include "framework/log/logger.h"
 
@@ -121,7 +122,7 @@ GradientReducer::GradientReducer(std::vector<at::Tensor> parameters,
       accumulator->add_post_hook(std::make_unique<AfterAccumulate>([this, i] { on_gradient(i); }));
       accumulators_.push_back(std::move(accumulator));
     }
-    worker_ = std::thread([this] { worker_loop(); });
+    worker_ = helper_thread([this] { worker_loop(); });
   }
 }
 

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "framework/core/compute_threads.h"
 #include "models/backbone.h"
 #include "models/state_dict.h"
 #include "tests/support/process.h"
@@ -28,6 +29,14 @@ const fs::path kWork = fs::absolute("train_test_work");
 std::string facetrain(const std::string& args) { return test::env("FACETRAIN_BIN") + " " + args; }
 std::string mpirun(int np, const std::string& extra_env = "") {
   return test::env("FACETRAIN_MPIRUN") + " -np " + std::to_string(np) + " " + extra_env + " ";
+}
+
+// The line in which the trainer reports its compute threads, as it must be for `np` ranks on
+// this host: the training thread gets the cores shared by the ranks (OMP_NUM_THREADS when set).
+std::string expected_threads_line(int np) {
+  const char* omp = std::getenv("OMP_NUM_THREADS");
+  const int n = omp != nullptr && *omp != 0 ? std::atoi(omp) : std::max(1, available_cores() / np);
+  return fmt::format("intra-op threads: {} on the training thread", n);
 }
 
 // A small recipe: mbf with a 128-d embedding on 24 synthetic identities.
@@ -167,6 +176,7 @@ TEST_F(Train, LearnsAtOneRankAndTensorBoardReadsTheEvents) {
                                                      fmt::format("batch_size = {}\n", 16 / np)));
     const auto [code, out, secs] = train(np, cfg);
     ASSERT_EQ(code, 0) << out;
+    EXPECT_NE(out.find(expected_threads_line(np)), std::string::npos) << out;
     const auto m = metrics(run);
     ASSERT_EQ(m.rbegin()->first, 60);  // 192 images / 16 per step = 12 steps x 5 epochs
     double first = 0, last = 0;
@@ -210,6 +220,7 @@ TEST_F(Train, ExactResumeAfterKillAndElasticResume) {
   fs::remove_all(b);
   const auto [code_a, out_a, secs_a] = train(2, write_recipe("straight", recipe(a.string())));
   ASSERT_EQ(code_a, 0) << out_a;
+  EXPECT_NE(out_a.find(expected_threads_line(2)), std::string::npos) << out_a;
   const auto config_b = write_recipe("killed", recipe(b.string()));
   const auto [code_k, out_k, secs_k] = train(2, config_b, "", "-x FACETRAIN_FAULT=kill@1:6");
   ASSERT_NE(code_k, 0) << out_k;
