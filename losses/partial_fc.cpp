@@ -22,16 +22,16 @@ dist::Communicator* comm_in(AutogradContext* ctx) {
 
 class AllGatherFunction : public torch::autograd::Function<AllGatherFunction> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, dist::Communicator* comm) {
-    const at::Tensor counts =
-        comm->all_gather(at::full({1}, x.size(0), x.options().dtype(at::kLong))).cpu();
-    const auto* c = counts.data_ptr<std::int64_t>();
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, dist::Communicator* comm,
+                            const std::vector<std::int64_t>& rows) {
     std::int64_t offset = 0;
-    for (int r = 0; r < comm->rank(); ++r) offset += c[r];
+    for (int r = 0; r < comm->rank(); ++r) offset += rows[static_cast<std::size_t>(r)];
     ctx->saved_data["comm"] = reinterpret_cast<std::int64_t>(comm);
     ctx->saved_data["offset"] = offset;
     ctx->saved_data["rows"] = x.size(0);
-    return comm->all_gather(x.contiguous());
+    auto work = comm->all_gather_async(x.contiguous(), rows);
+    work->wait();
+    return work->result();
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -39,7 +39,7 @@ class AllGatherFunction : public torch::autograd::Function<AllGatherFunction> {
     at::Tensor g = grads[0].contiguous().clone();
     comm_in(ctx)->all_reduce(g, dist::ReduceOp::kSum);
     return {g.narrow(0, ctx->saved_data["offset"].toInt(), ctx->saved_data["rows"].toInt()),
-            at::Tensor()};
+            at::Tensor(), at::Tensor()};
   }
 };
 
@@ -54,12 +54,14 @@ class DistributedCrossEntropy : public torch::autograd::Function<DistributedCros
     const at::Tensor shifted = logits - max;
     const at::Tensor exp = shifted.exp();
     at::Tensor sum = exp.sum(1, /*keepdim=*/true);
-    comm->all_reduce(sum, dist::ReduceOp::kSum);
+    auto summed = comm->all_reduce_async(sum, dist::ReduceOp::kSum);
     const at::Tensor valid = labels.ge(0);
     at::Tensor target =
         at::where(valid, shifted.gather(1, labels.clamp_min(0).unsqueeze(1)).squeeze(1),
                   at::zeros({}, shifted.options()));
-    comm->all_reduce(target, dist::ReduceOp::kSum);
+    auto targeted = comm->all_reduce_async(target, dist::ReduceOp::kSum);
+    summed->wait();
+    targeted->wait();
     ctx->save_for_backward({exp / sum, labels});
     return (sum.squeeze(1).log() - target).mean();
   }
@@ -68,11 +70,9 @@ class DistributedCrossEntropy : public torch::autograd::Function<DistributedCros
     const auto saved = ctx->get_saved_variables();
     at::Tensor grad = saved[0].clone();
     const at::Tensor& labels = saved[1];
-    const at::Tensor rows = labels.ge(0).nonzero().squeeze(1);
-    if (rows.numel() > 0) {
-      const at::Tensor cols = labels.index_select(0, rows);
-      grad.index_put_({rows, cols}, grad.index({rows, cols}) - 1.0);
-    }
+    // − onehot on the rows whose target is on this rank, without asking the device which.
+    grad.scatter_add_(1, labels.clamp_min(0).unsqueeze(1),
+                      labels.ge(0).to(grad.scalar_type()).neg().unsqueeze(1));
     grad.mul_(grads[0] / static_cast<double>(grad.size(0)));
     return {grad, at::Tensor(), at::Tensor()};
   }
@@ -111,8 +111,9 @@ ClassRange class_shard(std::int64_t num_classes, int rank, int world) {
   return {lo, lo + base + (rank < extra ? 1 : 0)};
 }
 
-at::Tensor all_gather_with_grad(const at::Tensor& x, dist::Communicator& comm) {
-  return AllGatherFunction::apply(x, &comm);
+at::Tensor all_gather_with_grad(const at::Tensor& x, dist::Communicator& comm,
+                                const std::vector<std::int64_t>& rows) {
+  return AllGatherFunction::apply(x, &comm, rows);
 }
 
 at::Tensor distributed_cross_entropy(const at::Tensor& logits, const at::Tensor& labels,
@@ -187,27 +188,34 @@ at::Tensor PartialFC::forward(const at::Tensor& embeddings, const at::Tensor& la
     throw Error(fmt::format("PartialFC on rank {}: labels must be [{}], found {}", comm_->rank(),
                             embeddings.size(0), labels.sizes()));
   }
-  const at::Tensor own = labels.to(at::kLong);
-  // Checked collectively, so every rank stops with the same message instead of waiting for
-  // the rank that found the bad label.
-  const at::Tensor bad = (own.lt(0) | own.ge(options_.num_classes())).nonzero();
-  at::Tensor report = at::full({1, 2}, -1, at::kLong);
-  if (bad.numel() > 0) {
-    const std::int64_t i = bad[0][0].item<std::int64_t>();
-    report[0][0] = i;
-    report[0][1] = own[i].item<std::int64_t>();
+  // Every rank's row count and first bad label, in one exchange of host values (no device
+  // synchronisation), so every rank stops with the same message instead of waiting for the
+  // rank that found the bad label, and the gathers below need no size exchange.
+  const at::Tensor host_labels = labels.to(at::kCPU).to(at::kLong).contiguous();
+  std::vector<std::int64_t> report = {host_labels.size(0), -1, -1};
+  const auto* label = host_labels.data_ptr<std::int64_t>();
+  for (std::int64_t i = 0; i < host_labels.size(0); ++i) {
+    if (label[i] < 0 || label[i] >= options_.num_classes()) {
+      report[1] = i;
+      report[2] = label[i];
+      break;
+    }
   }
-  const at::Tensor reports = comm_->all_gather(report.to(own.device())).cpu();
-  for (int r = 0; r < comm_->size(); ++r) {
-    const std::int64_t i = reports[r][0].item<std::int64_t>();
-    if (i < 0) continue;
+  const std::vector<std::int64_t> reports = comm_->host_all_gather(report);
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(comm_->size()));
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    rows[r] = reports[3 * r];
+    if (reports[3 * r + 1] < 0) continue;
     throw DataError(fmt::format("PartialFC: rank {}: label {} at batch position {} out of range "
                                 "[0, {})",
-                                r, reports[r][1].item<std::int64_t>(), i,
+                                r, reports[3 * r + 2], reports[3 * r + 1],
                                 options_.num_classes()));
   }
-  const at::Tensor all_embeddings = all_gather_with_grad(embeddings, *comm_);
-  const at::Tensor all_labels = comm_->all_gather(own);
+  const at::Tensor own = host_labels.to(weight_.device());
+  auto gathering_labels = comm_->all_gather_async(own, rows);
+  const at::Tensor all_embeddings = all_gather_with_grad(embeddings, *comm_, rows);
+  gathering_labels->wait();
+  const at::Tensor all_labels = gathering_labels->result();
   const at::Tensor mine = all_labels.ge(range_.lo) & all_labels.lt(range_.hi);
   at::Tensor local = at::where(mine, all_labels - range_.lo, at::full({}, -1, at::kLong));
 

@@ -131,8 +131,9 @@ class PartialFC {
 at::Tensor distributed_cross_entropy(const at::Tensor& logits, const at::Tensor& labels,
                                      dist::Communicator& comm);
 
-// The ranks' tensors concatenated along dim 0 (different row counts allowed); in backward, the
-// gradient of this rank's rows summed over the ranks.
-at::Tensor all_gather_with_grad(const at::Tensor& x, dist::Communicator& comm);
+// The ranks' tensors concatenated along dim 0, rank r giving rows[r] rows (known to every rank);
+// in backward, the gradient of this rank's rows summed over the ranks.
+at::Tensor all_gather_with_grad(const at::Tensor& x, dist::Communicator& comm,
+                                const std::vector<std::int64_t>& rows);
 
 }  // namespace facetrain::losses

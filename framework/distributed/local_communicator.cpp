@@ -6,29 +6,23 @@
 
 namespace facetrain::dist {
 
-const char* to_string(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::kSum:
-      return "sum";
-    case ReduceOp::kAvg:
-      return "avg";
-    case ReduceOp::kMax:
-      return "max";
-    case ReduceOp::kMin:
-      return "min";
-  }
-  return "?";
-}
-
-void LocalCommunicator::all_reduce(at::Tensor& tensor, ReduceOp op) {
+std::shared_ptr<Work> LocalCommunicator::all_reduce_async(at::Tensor& tensor, ReduceOp op) {
   if (op == ReduceOp::kAvg && !tensor.is_floating_point()) {
     throw DistError(fmt::format("all_reduce(avg) on rank 0: needs a floating dtype, found {}",
                                 c10::toString(tensor.scalar_type())));
   }
+  return std::make_shared<CompletedWork>(tensor);
 }
 
-at::Tensor LocalCommunicator::all_gather(const at::Tensor& tensor) {
-  return tensor.dim() == 0 ? tensor.reshape({1}).clone() : tensor.clone();
+std::shared_ptr<Work> LocalCommunicator::all_gather_async(const at::Tensor& tensor,
+                                                          const std::vector<std::int64_t>& rows) {
+  const at::Tensor input = tensor.dim() == 0 ? tensor.reshape({1}) : tensor;
+  if (rows.size() != 1 || rows[0] != input.size(0)) {
+    throw DistError(fmt::format("all_gather ({}) on rank 0: {} row counts given for a world of "
+                                "one, expected [{}]",
+                                describe(tensor), rows.size(), input.size(0)));
+  }
+  return std::make_shared<CompletedWork>(input.clone());
 }
 
 at::Tensor LocalCommunicator::reduce_scatter(const at::Tensor& input, ReduceOp op) {

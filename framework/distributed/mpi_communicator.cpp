@@ -67,12 +67,6 @@ MPI_Op mpi_op(ReduceOp op) {
   return MPI_SUM;
 }
 
-std::string describe(const at::Tensor& t) {
-  std::vector<std::string> dims;
-  for (auto d : t.sizes()) dims.push_back(std::to_string(d));
-  return fmt::format("{}[{}]", c10::toString(t.scalar_type()), fmt::join(dims, ","));
-}
-
 int checked_count(std::int64_t n, const std::string& what) {
   if (n > INT_MAX) {
     throw DistError(fmt::format("{}: {} elements exceed MPI's int count limit", what, n));
@@ -135,9 +129,40 @@ std::uint64_t MpiCommunicator::begin(const char* name) {
   return ++sequence_;
 }
 
-void MpiCommunicator::wait(MPI_Request& request, const std::string& what) {
-  const auto start = std::chrono::steady_clock::now();
-  const auto deadline = start + timeout_;
+// The requests of one collective and what completes it on this rank (a copy back, a division).
+class MpiCommunicator::Request final : public Work {
+ public:
+  Request(MpiCommunicator* comm, std::string what, std::vector<MPI_Request> requests,
+          at::Tensor result, std::vector<at::Tensor> keep, std::function<void()> complete)
+      : comm_(comm),
+        what_(std::move(what)),
+        deadline_(Clock::now() + comm->timeout_),
+        requests_(std::move(requests)),
+        keep_(std::move(keep)),
+        complete_(std::move(complete)) {
+    result_ = std::move(result);
+  }
+
+  void wait() override {
+    if (done_) return;
+    for (auto& request : requests_) comm_->wait(request, what_, deadline_);
+    if (complete_) complete_();
+    keep_.clear();
+    done_ = true;
+  }
+
+ private:
+  MpiCommunicator* comm_;
+  std::string what_;
+  Clock::time_point deadline_;
+  std::vector<MPI_Request> requests_;
+  std::vector<at::Tensor> keep_;  // buffers MPI reads or writes until the requests complete
+  std::function<void()> complete_;
+  bool done_ = false;
+};
+
+void MpiCommunicator::wait(MPI_Request& request, const std::string& what,
+                           Clock::time_point deadline) {
   int spins = 0;
   for (;;) {
     int done = 0;
@@ -147,8 +172,7 @@ void MpiCommunicator::wait(MPI_Request& request, const std::string& what) {
       detail::throw_mpi_error(rc, what.c_str(), __FILE__, __LINE__);
     }
     if (done) return;
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) {
+    if (Clock::now() >= deadline) {
       broken_ = fmt::format("{} timed out", what);
       throw DistError(fmt::format(
           "rank {}/{}: {} timed out after {:.1f} s (dist.timeout_s): at least one other rank "
@@ -162,90 +186,88 @@ void MpiCommunicator::wait(MPI_Request& request, const std::string& what) {
   }
 }
 
-void MpiCommunicator::in_chunks(const at::Tensor& work, const std::string& what,
-                                const std::function<int(void*, int, MPI_Request*)>& issue) {
+std::vector<MPI_Request> MpiCommunicator::in_chunks(
+    const at::Tensor& work, const std::function<int(void*, int, MPI_Request*)>& issue) {
   const std::int64_t total = work.numel();
   const std::int64_t chunk = INT_MAX / 2;
   auto* base = static_cast<char*>(work.data_ptr());
+  std::vector<MPI_Request> requests;
   for (std::int64_t offset = 0; offset < total; offset += chunk) {
     const int count = static_cast<int>(std::min(chunk, total - offset));
     MPI_Request request;
     FT_CHECK_MPI(issue(base + offset * work.element_size(), count, &request));
-    wait(request, what);
+    requests.push_back(request);
   }
+  return requests;
 }
 
-void MpiCommunicator::all_reduce(at::Tensor& tensor, ReduceOp op) {
+std::shared_ptr<Work> MpiCommunicator::all_reduce_async(at::Tensor& tensor, ReduceOp op) {
   const auto seq = begin("all_reduce");
-  const std::string what =
-      fmt::format("all_reduce #{} ({}, {})", seq, to_string(op), describe(tensor));
+  std::string what = fmt::format("all_reduce #{} ({}, {})", seq, to_string(op), describe(tensor));
   transport_or_throw(tensor, what);
   check_avg(tensor, op, what);
-  if (tensor.numel() == 0 || size_ == 1) {
-    if (op == ReduceOp::kAvg && size_ > 1) tensor.div_(size_);
-    return;
-  }
+  if (tensor.numel() == 0 || size_ == 1) return std::make_shared<CompletedWork>(tensor);
   at::Tensor work = tensor.to(reduction_dtype(tensor.scalar_type())).contiguous();
   const MPI_Datatype type = *transport_type(work.scalar_type());
-  in_chunks(work, what, [&](void* data, int count, MPI_Request* request) {
+  auto requests = in_chunks(work, [&](void* data, int count, MPI_Request* request) {
     return MPI_Iallreduce(MPI_IN_PLACE, data, count, type, mpi_op(op), comm_, request);
   });
-  if (op == ReduceOp::kAvg) work.div_(size_);
-  if (work.data_ptr() != tensor.data_ptr()) tensor.copy_(work);
+  const int world = size_;
+  return std::make_shared<Request>(this, std::move(what), std::move(requests), tensor,
+                                   std::vector<at::Tensor>{work}, [work, tensor, op, world]() mutable {
+                                     if (op == ReduceOp::kAvg) work.div_(world);
+                                     if (work.data_ptr() != tensor.data_ptr()) tensor.copy_(work);
+                                   });
 }
 
-at::Tensor MpiCommunicator::all_gather(const at::Tensor& tensor) {
+std::shared_ptr<Work> MpiCommunicator::all_gather_async(const at::Tensor& tensor,
+                                                        const std::vector<std::int64_t>& rows) {
   const auto seq = begin("all_gather");
-  const std::string what = fmt::format("all_gather #{} ({})", seq, describe(tensor));
+  std::string what = fmt::format("all_gather #{} ({})", seq, describe(tensor));
   const MPI_Datatype type = transport_or_throw(tensor, what);
   const at::Tensor input = (tensor.dim() == 0 ? tensor.reshape({1}) : tensor).contiguous();
-
-  // Every rank's first dimension and a signature of the rest, so a mismatch is reported
-  // instead of corrupting memory: [rows, dtype, ndim, trailing dims... (padded with -1)].
-  constexpr int kMaxTrailing = 7;
-  constexpr int kMeta = 3 + kMaxTrailing;
-  if (input.dim() - 1 > kMaxTrailing) {
-    throw DistError(fmt::format("{}: at most {} dims are supported", what, kMaxTrailing + 1));
+  if (static_cast<int>(rows.size()) != size_ || rows[static_cast<std::size_t>(rank_)] != input.size(0)) {
+    throw DistError(fmt::format("{} on rank {}: row counts [{}] for a world of {}; this rank "
+                                "has {} rows",
+                                what, rank_, fmt::join(rows, ", "), size_, input.size(0)));
   }
-  std::array<std::int64_t, kMeta> mine;
-  mine.fill(-1);
-  mine[0] = input.size(0);
-  mine[1] = static_cast<std::int64_t>(input.scalar_type());
-  mine[2] = input.dim();
-  for (int d = 1; d < input.dim(); ++d) mine[2 + d] = input.size(d);
-  std::vector<std::int64_t> all(static_cast<std::size_t>(kMeta) * size_);
-  MPI_Request request;
-  FT_CHECK_MPI(MPI_Iallgather(mine.data(), kMeta, MPI_INT64_T, all.data(), kMeta, MPI_INT64_T,
-                              comm_, &request));
-  wait(request, what + " (shape exchange)");
-
   std::int64_t row_numel = 1;
   for (int d = 1; d < input.dim(); ++d) row_numel *= input.size(d);
   std::vector<int> counts(size_), displs(size_);
-  std::int64_t rows = 0;
+  std::int64_t total = 0;
   for (int r = 0; r < size_; ++r) {
-    const std::int64_t* theirs = all.data() + static_cast<std::size_t>(kMeta) * r;
-    for (int i = 1; i < kMeta; ++i) {
-      if (theirs[i] != mine[i]) {
-        throw DistError(
-            fmt::format("{} on rank {}: rank {} passed a tensor of another dtype or trailing shape "
-                        "(signature element {}: {} here, {} there)",
-                        what, rank_, r, i, mine[i], theirs[i]));
-      }
-    }
-    counts[r] = checked_count(theirs[0] * row_numel, what);
-    displs[r] = checked_count(rows * row_numel, what);
-    rows += theirs[0];
+    if (rows[r] < 0) throw DistError(fmt::format("{}: rank {}'s row count {} < 0", what, r, rows[r]));
+    counts[r] = checked_count(rows[r] * row_numel, what);
+    displs[r] = checked_count(total * row_numel, what);
+    total += rows[r];
   }
   std::vector<std::int64_t> out_shape(input.sizes().begin(), input.sizes().end());
-  out_shape[0] = rows;
+  out_shape[0] = total;
   at::Tensor out = at::empty(out_shape, input.options());
-  if (out.numel() == 0) return out;
+  if (out.numel() == 0 || size_ == 1) {
+    if (out.numel() > 0) out.copy_(input);
+    return std::make_shared<CompletedWork>(out);
+  }
+  MPI_Request request;
   FT_CHECK_MPI(MPI_Iallgatherv(input.data_ptr(), static_cast<int>(input.numel()), type,
                                out.data_ptr(), counts.data(), displs.data(), type, comm_,
                                &request));
-  wait(request, what);
-  return out;
+  return std::make_shared<Request>(this, std::move(what), std::vector<MPI_Request>{request}, out,
+                                   std::vector<at::Tensor>{input, out}, nullptr);
+}
+
+std::vector<std::int64_t> MpiCommunicator::host_all_gather(
+    const std::vector<std::int64_t>& values) {
+  const auto seq = begin("host_all_gather");
+  const std::string what = fmt::format("host_all_gather #{} ({} values)", seq, values.size());
+  std::vector<std::int64_t> all(values.size() * static_cast<std::size_t>(size_));
+  if (size_ == 1) return values;
+  MPI_Request request;
+  FT_CHECK_MPI(MPI_Iallgather(values.data(), checked_count(static_cast<std::int64_t>(values.size()), what),
+                              MPI_INT64_T, all.data(),
+                              static_cast<int>(values.size()), MPI_INT64_T, comm_, &request));
+  wait(request, what, Clock::now() + timeout_);
+  return all;
 }
 
 at::Tensor MpiCommunicator::reduce_scatter(const at::Tensor& input, ReduceOp op) {
@@ -267,7 +289,7 @@ at::Tensor MpiCommunicator::reduce_scatter(const at::Tensor& input, ReduceOp op)
     FT_CHECK_MPI(MPI_Ireduce_scatter_block(work.data_ptr(), out.data_ptr(),
                                            checked_count(out.numel(), what), type, mpi_op(op),
                                            comm_, &request));
-    wait(request, what);
+    wait(request, what, Clock::now() + timeout_);
   }
   if (op == ReduceOp::kAvg) out.div_(size_);
   return out.to(input.scalar_type());
@@ -282,9 +304,12 @@ void MpiCommunicator::broadcast(at::Tensor& tensor, int root) {
   }
   if (tensor.numel() == 0 || size_ == 1) return;
   at::Tensor work = tensor.contiguous();
-  in_chunks(work, what, [&](void* data, int count, MPI_Request* request) {
-    return MPI_Ibcast(data, count, type, root, comm_, request);
-  });
+  const auto deadline = Clock::now() + timeout_;
+  for (auto& request : in_chunks(work, [&](void* data, int count, MPI_Request* request) {
+         return MPI_Ibcast(data, count, type, root, comm_, request);
+       })) {
+    wait(request, what, deadline);
+  }
   if (work.data_ptr() != tensor.data_ptr()) tensor.copy_(work);
 }
 
@@ -293,7 +318,7 @@ void MpiCommunicator::barrier() {
   const std::string what = fmt::format("barrier #{}", seq);
   MPI_Request request;
   FT_CHECK_MPI(MPI_Ibarrier(comm_, &request));
-  wait(request, what);
+  wait(request, what, Clock::now() + timeout_);
 }
 
 }  // namespace facetrain::dist

@@ -1,17 +1,26 @@
 #include "framework/distributed/nccl_communicator.h"
 
 #include <ATen/ATen.h>
+#include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nccl.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include "framework/core/error.h"
 #include "framework/distributed/mpi_communicator.h"
+#include "framework/log/logger.h"
 
 namespace facetrain::dist {
 namespace {
@@ -26,13 +35,10 @@ using Clock = std::chrono::steady_clock;
                               last ? last : ""));
 }
 
-[[noreturn]] void throw_cuda(cudaError_t rc, const char* call, const char* file, int line) {
-  throw DistError(fmt::format("{} failed at {}:{}: {}", call, file, line, cudaGetErrorString(rc)));
-}
-
 }  // namespace
 
-// Every NCCL call is checked; ncclInProgress is the normal answer of a non-blocking comm.
+// Every NCCL call is checked; ncclInProgress is the normal answer of a non-blocking comm (the
+// caller then polls it to completion).
 #define FT_CHECK_NCCL(call, comm)                                                     \
   do {                                                                                \
     const ncclResult_t ft_nccl_rc_ = (call);                                          \
@@ -40,16 +46,6 @@ using Clock = std::chrono::steady_clock;
       throw_nccl(ft_nccl_rc_, #call, __FILE__, __LINE__, comm);                       \
     }                                                                                 \
   } while (false)
-
-#define FT_CHECK_CUDA(call)                                                           \
-  do {                                                                                \
-    const cudaError_t ft_cuda_rc_ = (call);                                           \
-    if (ft_cuda_rc_ != cudaSuccess) throw_cuda(ft_cuda_rc_, #call, __FILE__, __LINE__); \
-  } while (false)
-
-struct NcclCommunicator::Handle {
-  ncclComm_t comm = nullptr;
-};
 
 namespace {
 
@@ -89,73 +85,206 @@ ncclRedOp_t nccl_op(ReduceOp op) {
   return ncclSum;
 }
 
-// Polls a non-blocking communicator until its pending operation (init, split, enqueue) is done.
+// Polls a non-blocking communicator until its pending operation (init, split, an enqueue that
+// answered ncclInProgress, finalize) is done; throws on an error or past the deadline (the
+// caller then aborts the communicator).
 void settle(ncclComm_t comm, Clock::time_point deadline, const std::string& what) {
   for (;;) {
     ncclResult_t state = ncclSuccess;
     FT_CHECK_NCCL(ncclCommGetAsyncError(comm, &state), comm);
     if (state == ncclSuccess) return;
-    if (state != ncclInProgress) {
-      ncclCommAbort(comm);
-      throw_nccl(state, what.c_str(), __FILE__, __LINE__, nullptr);
-    }
+    if (state != ncclInProgress) throw_nccl(state, what.c_str(), __FILE__, __LINE__, comm);
     if (Clock::now() > deadline) {
-      ncclCommAbort(comm);
       throw DistError(fmt::format("{}: NCCL did not finish in time", what));
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
 }
 
 }  // namespace
 
+// What the communicator and its outstanding works share: the NCCL communicator, its stream, and
+// the watchdog that enforces deadlines and watches for asynchronous errors.
+struct NcclCommunicator::State {
+  struct Pending {
+    std::shared_ptr<at::cuda::CUDAEvent> done;
+    std::string what;
+    Clock::time_point deadline;
+  };
+
+  State(ncclComm_t c, c10::Device d, int r, std::chrono::milliseconds t)
+      : comm(c), device(d), rank(r), timeout(t),
+        stream(c10::cuda::getStreamFromPool(/*isHighPriority=*/true, d.index())) {
+    watchdog = std::thread([this] { watch(); });
+  }
+
+  ~State() {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      stopping = true;
+    }
+    changed.notify_all();
+    watchdog.join();
+    if (comm == nullptr) return;
+    if (broken.empty()) {
+      try {
+        FT_CHECK_NCCL(ncclCommFinalize(comm), comm);
+        settle(comm, Clock::now() + timeout, "ncclCommFinalize");
+        ncclCommDestroy(comm);
+      } catch (const std::exception& e) {
+        log::warn("NCCL communicator on rank {}: {}", rank, e.what());
+        ncclCommAbort(comm);
+      }
+    }
+    // A broken communicator was aborted by the watchdog or by settle().
+  }
+
+  // Throws the failure that broke the communicator, if any.
+  void check(const char* name) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!broken.empty()) {
+      throw DistError(fmt::format("{} on rank {}: the NCCL communicator is unusable after an "
+                                  "earlier failure: {}",
+                                  name, rank, broken));
+    }
+  }
+
+  // Called with `mutex` held.
+  void abort_locked(const std::string& why) {
+    if (!broken.empty()) return;
+    broken = why;
+    log::error("{}", why);
+    // Releases every host thread blocked on this communicator's kernels.
+    ncclCommAbort(comm);
+    comm = nullptr;
+    pending.clear();
+  }
+
+  void watch() {
+    std::unique_lock<std::mutex> lock(mutex);
+    while (!stopping) {
+      changed.wait_for(lock, std::chrono::milliseconds(2));
+      if (stopping || comm == nullptr) continue;
+      while (!pending.empty() && pending.front().done->query()) pending.pop_front();
+      if (!pending.empty() && Clock::now() > pending.front().deadline) {
+        abort_locked(fmt::format("{} on rank {} timed out after {:.1f} s (dist.timeout_s): "
+                                 "another rank did not join",
+                                 pending.front().what, rank,
+                                 static_cast<double>(timeout.count()) / 1000.0));
+        continue;
+      }
+      ncclResult_t async = ncclSuccess;
+      if (ncclCommGetAsyncError(comm, &async) == ncclSuccess && async != ncclSuccess &&
+          async != ncclInProgress) {
+        abort_locked(fmt::format("{} on rank {}: NCCL error: {}",
+                                 pending.empty() ? std::string("NCCL communicator")
+                                                 : pending.front().what,
+                                 rank, ncclGetErrorString(async)));
+      }
+    }
+  }
+
+  ncclComm_t comm = nullptr;
+  c10::Device device;
+  int rank = 0;
+  std::chrono::milliseconds timeout;
+  c10::cuda::CUDAStream stream;
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::deque<Pending> pending;
+  std::string broken;
+  bool stopping = false;
+  std::thread watchdog;
+};
+
+// One enqueued collective: its completion event on the communicator's stream and what the
+// caller's stream does after it (drop all_gather's padding, copy back a non-contiguous tensor).
+class NcclCommunicator::Request final : public Work {
+ public:
+  Request(std::shared_ptr<State> state, std::shared_ptr<at::cuda::CUDAEvent> done,
+          std::string name, at::Tensor result, std::function<at::Tensor()> finish)
+      : state_(std::move(state)),
+        done_(std::move(done)),
+        name_(std::move(name)),
+        finish_(std::move(finish)) {
+    result_ = std::move(result);
+  }
+
+  void wait() override {
+    state_->check(name_.c_str());
+    if (waited_) return;
+    c10::cuda::CUDAGuard guard(state_->device);
+    done_->block(c10::cuda::getCurrentCUDAStream(state_->device.index()));
+    if (finish_) result_ = finish_();
+    waited_ = true;
+  }
+
+  void synchronize() override {
+    wait();
+    // The watchdog bounds this wait: past the deadline it aborts and check() throws.
+    while (!done_->query()) {
+      state_->check(name_.c_str());
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+    c10::cuda::getCurrentCUDAStream(state_->device.index()).synchronize();
+    state_->check(name_.c_str());
+  }
+
+ private:
+  std::shared_ptr<State> state_;
+  std::shared_ptr<at::cuda::CUDAEvent> done_;
+  std::string name_;
+  std::function<at::Tensor()> finish_;
+  bool waited_ = false;
+};
+
 NcclCommunicator::NcclCommunicator(MPI_Comm bootstrap, c10::Device device,
                                    std::chrono::milliseconds timeout)
-    : handle_(std::make_unique<Handle>()), device_(device), timeout_(timeout) {
+    : device_(device), timeout_(timeout) {
   if (!device.is_cuda()) {
     throw DistError(fmt::format("NCCL communicator needs a CUDA device, got {}", device.str()));
   }
-  MpiCommunicator mpi(bootstrap, timeout);
-  rank_ = mpi.rank();
-  size_ = mpi.size();
+  host_ = std::make_shared<MpiCommunicator>(bootstrap, timeout);
+  rank_ = host_->rank();
+  size_ = host_->size();
   at::Tensor id_bytes = at::zeros({static_cast<std::int64_t>(sizeof(ncclUniqueId))}, at::kByte);
   if (rank_ == 0) {
     ncclUniqueId id;
     FT_CHECK_NCCL(ncclGetUniqueId(&id), nullptr);
     std::memcpy(id_bytes.data_ptr(), &id, sizeof(id));
   }
-  mpi.broadcast(id_bytes, 0);  // with the deadline: a missing rank cannot hang the start
+  host_->broadcast(id_bytes, 0);  // with the deadline: a missing rank cannot hang the start
   ncclUniqueId id;
   std::memcpy(&id, id_bytes.data_ptr(), sizeof(id));
   c10::cuda::CUDAGuard guard(device_);
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
-  FT_CHECK_NCCL(ncclCommInitRankConfig(&handle_->comm, size_, id, rank_, &config), nullptr);
-  settle(handle_->comm, Clock::now() + timeout_,
-         fmt::format("ncclCommInitRankConfig on rank {} of {}", rank_, size_));
-}
-
-NcclCommunicator::NcclCommunicator(std::unique_ptr<Handle> handle, int rank, int size,
-                                   c10::Device device, std::chrono::milliseconds timeout)
-    : handle_(std::move(handle)), rank_(rank), size_(size), device_(device), timeout_(timeout) {}
-
-NcclCommunicator::~NcclCommunicator() {
-  if (handle_ && handle_->comm != nullptr) {
-    if (broken_.empty()) {
-      ncclCommFinalize(handle_->comm);
-      ncclCommDestroy(handle_->comm);
-    } else {
-      ncclCommAbort(handle_->comm);
-    }
+  ncclComm_t comm = nullptr;
+  FT_CHECK_NCCL(ncclCommInitRankConfig(&comm, size_, id, rank_, &config), nullptr);
+  try {
+    settle(comm, Clock::now() + timeout_,
+           fmt::format("ncclCommInitRankConfig on rank {} of {}", rank_, size_));
+  } catch (...) {
+    ncclCommAbort(comm);
+    throw;
   }
+  state_ = std::make_shared<State>(comm, device_, rank_, timeout_);
 }
+
+NcclCommunicator::NcclCommunicator(std::shared_ptr<State> state, std::shared_ptr<Communicator> host,
+                                   int rank, int size, c10::Device device,
+                                   std::chrono::milliseconds timeout)
+    : state_(std::move(state)),
+      host_(std::move(host)),
+      rank_(rank),
+      size_(size),
+      device_(device),
+      timeout_(timeout) {}
+
+NcclCommunicator::~NcclCommunicator() = default;
 
 std::uint64_t NcclCommunicator::begin(const char* name, const at::Tensor* tensor) {
-  if (!broken_.empty()) {
-    throw DistError(fmt::format("{} on rank {}: the NCCL communicator is unusable after an "
-                                "earlier failure: {}",
-                                name, rank_, broken_));
-  }
+  state_->check(name);
   if (tensor != nullptr && tensor->device() != device_) {
     throw DistError(fmt::format("{} on rank {}: tensor on {}, the NCCL communicator works on {}",
                                 name, rank_, tensor->device().str(), device_.str()));
@@ -163,88 +292,111 @@ std::uint64_t NcclCommunicator::begin(const char* name, const at::Tensor* tensor
   return ++sequence_;
 }
 
-void NcclCommunicator::fail(const std::string& why) {
-  broken_ = why;
-  ncclCommAbort(handle_->comm);
-  handle_->comm = nullptr;
-  throw DistError(why);
-}
+namespace {
 
-void NcclCommunicator::wait(const std::string& what) {
-  const auto deadline = Clock::now() + timeout_;
-  const auto stream = c10::cuda::getCurrentCUDAStream(device_.index());
-  cudaEvent_t done = nullptr;
-  FT_CHECK_CUDA(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
-  FT_CHECK_CUDA(cudaEventRecord(done, stream.stream()));
-  for (;;) {
-    const cudaError_t state = cudaEventQuery(done);
-    if (state == cudaSuccess) break;
-    if (state != cudaErrorNotReady) {
-      cudaEventDestroy(done);
-      throw_cuda(state, "cudaEventQuery", __FILE__, __LINE__);
-    }
-    ncclResult_t async = ncclSuccess;
-    ncclCommGetAsyncError(handle_->comm, &async);
-    if (async != ncclSuccess && async != ncclInProgress) {
-      cudaEventDestroy(done);
-      fail(fmt::format("{} on rank {}: NCCL error: {}", what, rank_, ncclGetErrorString(async)));
-    }
-    if (Clock::now() > deadline) {
-      cudaEventDestroy(done);
-      fail(fmt::format("{} on rank {} timed out after {:.1f} s (dist.timeout_s): another rank "
-                       "did not join",
-                       what, rank_, static_cast<double>(timeout_.count()) / 1000.0));
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
+// The part of every collective after its checks: see NcclCommunicator's class comment.
+template <typename State>
+std::shared_ptr<at::cuda::CUDAEvent> issue(State& state, const std::string& what,
+                                           const std::vector<at::Tensor>& tensors,
+                                           const std::function<ncclResult_t(ncclComm_t,
+                                                                            cudaStream_t)>& call) {
+  const auto current = c10::cuda::getCurrentCUDAStream(state.device.index());
+  at::cuda::CUDAEvent ready;
+  ready.record(current);
+  ready.block(state.stream);
+  for (const auto& t : tensors) {
+    if (t.defined() && t.numel() > 0) t.record_stream(state.stream.unwrap());
   }
-  cudaEventDestroy(done);
+  auto done = std::make_shared<at::cuda::CUDAEvent>();
+  // Held through the enqueue, so the watchdog cannot abort the communicator under the call.
+  std::lock_guard<std::mutex> lock(state.mutex);
+  if (state.comm == nullptr) {
+    throw DistError(fmt::format("{} on rank {}: the NCCL communicator is unusable after an "
+                                "earlier failure: {}",
+                                what, state.rank, state.broken));
+  }
+  try {
+    const ncclResult_t rc = call(state.comm, state.stream.stream());
+    if (rc == ncclInProgress) {
+      settle(state.comm, Clock::now() + state.timeout, what);
+    } else if (rc != ncclSuccess) {
+      throw_nccl(rc, what.c_str(), __FILE__, __LINE__, state.comm);
+    }
+  } catch (const DistError& e) {
+    state.abort_locked(fmt::format("{} on rank {}: {}", what, state.rank, e.what()));
+    throw DistError(state.broken);
+  }
+  done->record(state.stream);
+  state.pending.push_back({done, what, Clock::now() + state.timeout});
+  return done;
 }
 
-void NcclCommunicator::all_reduce(at::Tensor& tensor, ReduceOp op) {
+}  // namespace
+
+std::shared_ptr<Work> NcclCommunicator::all_reduce_async(at::Tensor& tensor, ReduceOp op) {
   const auto seq = begin("all_reduce", &tensor);
+  const std::string what =
+      fmt::format("all_reduce #{} ({}, {})", seq, to_string(op), describe(tensor));
   c10::cuda::CUDAGuard guard(device_);
   at::Tensor work = tensor.is_contiguous() ? tensor : tensor.contiguous();
-  const auto stream = c10::cuda::getCurrentCUDAStream(device_.index());
-  FT_CHECK_NCCL(ncclAllReduce(work.data_ptr(), work.data_ptr(), work.numel(), nccl_type(work),
-                              nccl_op(op), handle_->comm, stream.stream()),
-                handle_->comm);
-  wait(fmt::format("all_reduce #{} ({})", seq, to_string(op)));
-  if (!work.is_same(tensor)) tensor.copy_(work);
+  const ncclDataType_t type = nccl_type(work);
+  auto done = issue(*state_, what, {work}, [&](ncclComm_t comm, cudaStream_t stream) {
+    return ncclAllReduce(work.data_ptr(), work.data_ptr(), work.numel(), type, nccl_op(op), comm,
+                         stream);
+  });
+  std::function<at::Tensor()> finish;
+  if (!work.is_same(tensor)) {
+    finish = [work, tensor]() mutable { return tensor.copy_(work); };
+  }
+  return std::make_shared<Request>(state_, std::move(done), what, tensor, std::move(finish));
 }
 
-at::Tensor NcclCommunicator::all_gather(const at::Tensor& tensor) {
+std::shared_ptr<Work> NcclCommunicator::all_gather_async(const at::Tensor& tensor,
+                                                         const std::vector<std::int64_t>& rows) {
   const auto seq = begin("all_gather", &tensor);
+  const std::string what = fmt::format("all_gather #{} ({})", seq, describe(tensor));
   c10::cuda::CUDAGuard guard(device_);
-  const auto stream = c10::cuda::getCurrentCUDAStream(device_.index());
   const at::Tensor input = (tensor.dim() == 0 ? tensor.reshape({1}) : tensor).contiguous();
-  // Row counts first: ranks may pass different numbers of rows.
-  at::Tensor counts = at::empty({size_}, input.options().dtype(at::kLong));
-  at::Tensor mine = at::full({1}, input.size(0), counts.options());
-  FT_CHECK_NCCL(ncclAllGather(mine.data_ptr(), counts.data_ptr(), 1, ncclInt64, handle_->comm,
-                              stream.stream()),
-                handle_->comm);
-  wait(fmt::format("all_gather #{} (row counts)", seq));
-  const at::Tensor host = counts.cpu();
-  const auto* c = host.data_ptr<std::int64_t>();
-  std::int64_t most = 0, total = 0;
-  for (int r = 0; r < size_; ++r) {
-    most = std::max(most, c[r]);
-    total += c[r];
+  if (static_cast<int>(rows.size()) != size_ ||
+      rows[static_cast<std::size_t>(rank_)] != input.size(0)) {
+    throw DistError(fmt::format("{} on rank {}: row counts [{}] for a world of {}; this rank "
+                                "has {} rows",
+                                what, rank_, fmt::join(rows, ", "), size_, input.size(0)));
   }
+  const std::int64_t most = *std::max_element(rows.begin(), rows.end());
+  const bool equal = std::all_of(rows.begin(), rows.end(), [&](std::int64_t r) { return r == most; });
   auto shape = input.sizes().vec();
-  shape[0] = most;
-  at::Tensor padded = input.size(0) == most ? input : at::zeros(shape, input.options());
-  if (!padded.is_same(input)) padded.narrow(0, 0, input.size(0)).copy_(input);
+  at::Tensor padded = input;
+  if (!equal && input.size(0) != most) {
+    shape[0] = most;
+    padded = at::zeros(shape, input.options());
+    padded.narrow(0, 0, input.size(0)).copy_(input);
+  }
   shape[0] = most * size_;
   at::Tensor gathered = at::empty(shape, input.options());
-  FT_CHECK_NCCL(ncclAllGather(padded.data_ptr(), gathered.data_ptr(), padded.numel(),
-                              nccl_type(padded), handle_->comm, stream.stream()),
-                handle_->comm);
-  wait(fmt::format("all_gather #{}", seq));
-  if (total == most * size_) return gathered;
-  std::vector<at::Tensor> parts;
-  for (int r = 0; r < size_; ++r) parts.push_back(gathered.narrow(0, r * most, c[r]));
-  return at::cat(parts);
+  if (gathered.numel() == 0) return std::make_shared<CompletedWork>(gathered);
+  const ncclDataType_t type = nccl_type(padded);
+  auto done = issue(*state_, what, {padded, gathered}, [&](ncclComm_t comm, cudaStream_t stream) {
+    return ncclAllGather(padded.data_ptr(), gathered.data_ptr(), padded.numel(), type, comm,
+                         stream);
+  });
+  std::function<at::Tensor()> finish;
+  if (!equal) {
+    finish = [gathered, rows, most]() {
+      std::vector<at::Tensor> parts;
+      for (std::size_t r = 0; r < rows.size(); ++r) {
+        parts.push_back(gathered.narrow(0, static_cast<std::int64_t>(r) * most, rows[r]));
+      }
+      return at::cat(parts);
+    };
+  }
+  return std::make_shared<Request>(state_, std::move(done), what, gathered, std::move(finish));
+}
+
+std::vector<std::int64_t> NcclCommunicator::host_all_gather(
+    const std::vector<std::int64_t>& values) {
+  state_->check("host_all_gather");
+  return host_->host_all_gather(values);
 }
 
 at::Tensor NcclCommunicator::reduce_scatter(const at::Tensor& input, ReduceOp op) {
@@ -254,47 +406,76 @@ at::Tensor NcclCommunicator::reduce_scatter(const at::Tensor& input, ReduceOp op
                                 "the world size {}",
                                 seq, rank_, input.dim() == 0 ? 0 : input.size(0), size_));
   }
+  const std::string what =
+      fmt::format("reduce_scatter #{} ({}, {})", seq, to_string(op), describe(input));
   c10::cuda::CUDAGuard guard(device_);
-  const auto stream = c10::cuda::getCurrentCUDAStream(device_.index());
   const at::Tensor work = input.contiguous();
   auto shape = work.sizes().vec();
   shape[0] /= size_;
   at::Tensor out = at::empty(shape, work.options());
-  FT_CHECK_NCCL(ncclReduceScatter(work.data_ptr(), out.data_ptr(), out.numel(), nccl_type(work),
-                                  nccl_op(op), handle_->comm, stream.stream()),
-                handle_->comm);
-  wait(fmt::format("reduce_scatter #{} ({})", seq, to_string(op)));
+  if (out.numel() == 0) return out;
+  const ncclDataType_t type = nccl_type(work);
+  auto done = issue(*state_, what, {work, out}, [&](ncclComm_t comm, cudaStream_t stream) {
+    return ncclReduceScatter(work.data_ptr(), out.data_ptr(), out.numel(), type, nccl_op(op),
+                             comm, stream);
+  });
+  Request(state_, std::move(done), what, out, nullptr).wait();
   return out;
 }
 
 void NcclCommunicator::broadcast(at::Tensor& tensor, int root) {
   const auto seq = begin("broadcast", &tensor);
+  const std::string what = fmt::format("broadcast #{} (root {}, {})", seq, root, describe(tensor));
+  if (root < 0 || root >= size_) {
+    throw DistError(fmt::format("{}: root {} out of range [0, {})", what, root, size_));
+  }
   c10::cuda::CUDAGuard guard(device_);
-  const auto stream = c10::cuda::getCurrentCUDAStream(device_.index());
   at::Tensor work = tensor.is_contiguous() ? tensor : tensor.contiguous();
-  FT_CHECK_NCCL(ncclBroadcast(work.data_ptr(), work.data_ptr(), work.numel(), nccl_type(work),
-                              root, handle_->comm, stream.stream()),
-                handle_->comm);
-  wait(fmt::format("broadcast #{} (root {})", seq, root));
-  if (!work.is_same(tensor)) tensor.copy_(work);
+  if (work.numel() == 0) return;
+  const ncclDataType_t type = nccl_type(work);
+  auto done = issue(*state_, what, {work}, [&](ncclComm_t comm, cudaStream_t stream) {
+    return ncclBroadcast(work.data_ptr(), work.data_ptr(), work.numel(), type, root, comm, stream);
+  });
+  std::function<at::Tensor()> finish;
+  if (!work.is_same(tensor)) {
+    finish = [work, tensor]() mutable { return tensor.copy_(work); };
+  }
+  Request(state_, std::move(done), what, tensor, std::move(finish)).wait();
 }
 
 void NcclCommunicator::barrier() {
   at::Tensor one = at::ones({1}, at::TensorOptions().device(device_).dtype(at::kFloat));
-  all_reduce(one, ReduceOp::kSum);
+  // A barrier holds the host: the only collective here that synchronises with the device.
+  all_reduce_async(one, ReduceOp::kSum)->synchronize();
 }
 
 std::shared_ptr<Communicator> NcclCommunicator::duplicate() {
   const auto seq = begin("duplicate", nullptr);
+  auto host = host_->duplicate();
   c10::cuda::CUDAGuard guard(device_);
-  auto handle = std::make_unique<Handle>();
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
-  FT_CHECK_NCCL(ncclCommSplit(handle_->comm, 0, rank_, &handle->comm, &config), handle_->comm);
-  settle(handle_->comm, Clock::now() + timeout_, fmt::format("duplicate #{} (split)", seq));
-  settle(handle->comm, Clock::now() + timeout_, fmt::format("duplicate #{} (new comm)", seq));
+  ncclComm_t child = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    if (state_->comm == nullptr) {
+      throw DistError(fmt::format("duplicate on rank {}: the NCCL communicator is unusable: {}",
+                                  rank_, state_->broken));
+    }
+    const std::string what = fmt::format("duplicate #{} (ncclCommSplit)", seq);
+    try {
+      FT_CHECK_NCCL(ncclCommSplit(state_->comm, 0, rank_, &child, &config), state_->comm);
+      settle(state_->comm, Clock::now() + timeout_, what);
+      settle(child, Clock::now() + timeout_, what + ", new communicator");
+    } catch (const DistError& e) {
+      if (child != nullptr) ncclCommAbort(child);
+      state_->abort_locked(fmt::format("{} on rank {}: {}", what, rank_, e.what()));
+      throw DistError(state_->broken);
+    }
+  }
+  auto state = std::make_shared<State>(child, device_, rank_, timeout_);
   return std::shared_ptr<Communicator>(
-      new NcclCommunicator(std::move(handle), rank_, size_, device_, timeout_));
+      new NcclCommunicator(std::move(state), std::move(host), rank_, size_, device_, timeout_));
 }
 
 }  // namespace facetrain::dist

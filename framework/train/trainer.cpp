@@ -5,7 +5,6 @@
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
@@ -16,6 +15,7 @@
 
 #include "data/loader/face_loader.h"
 #include "data/shards/sharded_dataset.h"
+#include "framework/core/compute_threads.h"
 #include "framework/core/error.h"
 #include "framework/core/mix.h"
 #include "framework/distributed/gradient_reducer.h"
@@ -144,11 +144,11 @@ TrainSummary run_training(const Config& config, const std::string& resume,
   const Fault fault = Fault::from_env();
   const fs::path run_dir = config.get_string("train.output");
   const c10::Device device = dist::choose_device(config.get_string("train.device"), env);
-  // CPU ranks on one host share its cores, unless OMP_NUM_THREADS says otherwise.
-  if (device.is_cpu() && std::getenv("OMP_NUM_THREADS") == nullptr && env.local_size > 1) {
-    const int cores = static_cast<int>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
-    at::set_num_threads(std::max(1, cores / env.local_size));
-  }
+  // This thread alone runs parallel tensor work; the ranks on one host share its cores.
+  const ComputeThreads threads =
+      plan_compute_threads(static_cast<int>(config.get_int("train.cpu_threads")),
+                           std::getenv("OMP_NUM_THREADS"), available_cores(), env.local_size);
+  use_compute_threads(threads.intra_op);
   std::string backend = config.get_string("dist.backend");
   if (backend == "auto" && device.is_cuda() && env.world_size > 1) backend = "nccl";
   auto comm = dist::make_communicator(backend, env, config.get_float("dist.timeout_s"));
@@ -285,6 +285,9 @@ TrainSummary run_training(const Config& config, const std::string& resume,
     }
   }
   log::info("configuration:\n{}", config.to_toml());
+  log::info("intra-op threads: {} on the training thread ({}); the loader's {} decode thread(s) "
+            "and the gradient reduction run serially",
+            threads.intra_op, threads.reason, loader_options.num_workers);
   log::info("training {} ({:.2f}M parameters) with {} on {} classes, {} images: world {} "
             "({} back end, {}), batch {} per rank, {} global{}, {} steps ({} per epoch x {})",
             backbone->network(), static_cast<double>(models::parameter_count(*backbone)) / 1e6,
@@ -352,7 +355,8 @@ TrainSummary run_training(const Config& config, const std::string& resume,
     else if (boundary) reducer.arm();
     const double lr = schedule.at(step);
     const at::Tensor images = models::images_to_input(batch_now->images).to(device);
-    const at::Tensor labels = batch_now->labels.to(device);
+    // On the host: Partial FC checks them there, with no device synchronisation.
+    const at::Tensor labels = batch_now->labels;
 
     at::Tensor loss;
     {
