@@ -1,27 +1,34 @@
 #!/usr/bin/env bash
-# Training throughput of facetrain train on synthetic faces, with the step-time breakdown from
-# the run's metrics (data wait, backbone forward, Partial FC forward, backward, gradient
-# all-reduce wait, optimizer), for several layouts measured in the same run.
-#   CPU (default): mbf at 1 rank x 2 threads and 2 ranks x 1 thread, and the scaling efficiency
-#                  (img/s at 2 x 1) / (img/s at 1 x 2).
-#   --gpu:         iresnet50 and mbf, bf16, one rank on the GPU.
-# usage: train_bench.sh [--gpu] [--steps N]   (FACETRAIN_BIN, FACETRAIN_MPIRUN may be set)
+# Training throughput of `facetrain train` against the same training step in plain PyTorch
+# (tests/bench/pytorch_train_step.py: DDP over gloo, the same backbone definition, margin head
+# and distributed softmax, on the venv's torch), measured in the same run on the same synthetic
+# faces and global batch, with facetrain's step split into data wait, backbone forward, Partial
+# FC forward, backward, gradient all-reduce wait and optimizer.
+#   CPU (default): mbf at 1 rank x 2 threads, 2 ranks x 1 thread and 1 rank x 1 thread; prints
+#                  facetrain / PyTorch for each. facetrain runs with its default thread plan
+#                  (no OMP_NUM_THREADS) wherever that is the layout's; train.cpu_threads otherwise.
+#   --gpu:         iresnet50 and mbf, bf16, one rank on the GPU, against PyTorch on the GPU.
+# usage: train_bench.sh [--gpu] [--steps N] [--layouts 1x2,2x1,1x1]
+#        (FACETRAIN_BIN, FACETRAIN_MPIRUN, FACETRAIN_PYTHON may be set)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 bin=${FACETRAIN_BIN:-${FACETRAIN_BUILD:-$here/build}/framework/cli/facetrain}
+python=${FACETRAIN_PYTHON:-${FACETRAIN_VENV:-/opt/facetrain/venv}/bin/python}
 mpirun=${FACETRAIN_MPIRUN:-mpirun --allow-run-as-root --oversubscribe --mca btl self,vader,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo --mca btl_vader_single_copy_mechanism none}
-gpu=0 steps=12
+gpu=0 steps=12 layouts=1x2,2x1,1x1
 while [ $# -gt 0 ]; do
   case "$1" in
     --gpu) gpu=1; shift ;;
     --steps) steps=$2; shift 2 ;;
-    *) echo "usage: train_bench.sh [--gpu] [--steps N]" >&2; exit 2 ;;
+    --layouts) layouts=$2; shift 2 ;;
+    *) echo "usage: train_bench.sh [--gpu] [--steps N] [--layouts 1x2,2x1,1x1]" >&2; exit 2 ;;
   esac
 done
+cores=$(nproc)
 work=${FACETRAIN_BENCH_DIR:-$(mktemp -d /tmp/facetrain-train-bench.XXXXXX)}
 mkdir -p "$work"
 if [ ! -f "$work/data/manifest.json" ]; then
-  "$bin" data synth --identities 64 --per-identity 16 --out "$work/data" --seed 5 >/dev/null 2>&1
+  "$bin" data synth --identities 200 --per-identity 8 --out "$work/data" --seed 5 >/dev/null 2>&1
 fi
 
 # run NAME NP THREADS NETWORK BATCH_PER_RANK [SET...]: trains `steps` steps + 2 warm-up steps,
@@ -32,7 +39,7 @@ run() {
   rm -rf "$out"
   local total=$((steps + 2))
   local images=$((total * batch * np))
-  local epochs=$(( (images + 1023) / 1024 ))
+  local epochs=$(( (images + 1599) / 1600 ))
   cat > "$work/$name.toml" <<TOML
 [model]
 network = "$network"
@@ -54,9 +61,12 @@ val_targets = []
 tensorboard = false
 TOML
   local sets=(--set "train.device=$([ $gpu = 1 ] && echo cuda || echo cpu)")
+  # The default plan (the host's cores shared by its ranks) unless the layout asks for fewer.
+  [ "$gpu" = 1 ] || [ "$threads" = $(( cores / np > 0 ? cores / np : 1 )) ] ||
+    sets+=(--set "train.cpu_threads=$threads")
   for s in "$@"; do sets+=(--set "$s"); done
   # Stop after `total` steps: the run is killed once its metrics show them (no checkpoint needed).
-  $mpirun -np "$np" -x OMP_NUM_THREADS="$threads" "$bin" train --config "$work/$name.toml" \
+  env -u OMP_NUM_THREADS $mpirun -np "$np" "$bin" train --config "$work/$name.toml" \
     "${sets[@]}" > "$out.log" 2>&1 &
   local pid=$!
   while kill -0 "$pid" 2>/dev/null; do
@@ -75,24 +85,49 @@ warm, last = rows[1], rows[-1]
 n = last["step"] - warm["step"]
 dt = {k: (last[k] - warm[k]) / n * 1e3 for k in ("time_data", "time_forward", "time_fc", "time_backward", "time_comm", "time_optimizer")}
 step_ms = sum(dt.values())
-ips = sum(r["images_per_second"] for r in rows[2:]) / len(rows[2:])
+# Images over time (the harmonic mean of the per-step rates: every step has the same images).
+ips = len(rows[2:]) / sum(1 / r["images_per_second"] for r in rows[2:])
 print(f"{name:<22} {np_:>2} x {threads} thr  batch {np_ * batch:>4}  {ips:8.1f} img/s  step {step_ms:7.1f} ms = "
       + "  ".join(f"{k[5:]} {v:.1f}" for k, v in dt.items()))
 with open(path + ".ips", "w") as f:
     f.write(f"{ips}\n")
+with open(path.rsplit("/", 2)[0] + "/last.ips", "w") as f:
+    f.write(f"{ips}\n")
 PY
+}
+
+# baseline NP THREADS NETWORK BATCH_PER_RANK [ARGS...]: the PyTorch step; prints its line and
+# leaves its img/s in $work/baseline.ips.
+baseline() {
+  local np=$1 threads=$2 network=$3 batch=$4; shift 4
+  local line
+  line=$(env -u OMP_NUM_THREADS "$python" "$here/tests/bench/pytorch_train_step.py" --data "$work/data" \
+    --world "$np" --threads "$threads" --network "$network" --batch "$batch" --steps "$steps" "$@")
+  echo "$line" | awk '{ printf "%-22s %2s x %s thr  %s\n", "pytorch (same step)", $2, $4, substr($0, index($0, "img/s")) }'
+  echo "$line" | awk '{ print $6 }' > "$work/baseline.ips"
+}
+
+ratio() {  # ratio LABEL: facetrain's last img/s over the baseline's
+  python3 -c "import sys; a, b = float(open(sys.argv[1]).read()), float(open(sys.argv[2]).read()); print(f'{sys.argv[3]:<22} facetrain / pytorch = {a / b:.2f}')" \
+    "$work/last.ips" "$work/baseline.ips" "$1"
 }
 
 if [ "$gpu" = 1 ]; then
   echo "== training throughput on the GPU (bf16), $steps steps after 2 warm-up steps"
-  run gpu_iresnet50 1 8 iresnet50 128 train.amp=bf16
-  run gpu_mbf 1 8 mbf 256 train.amp=bf16
+  for spec in iresnet50:128 mbf:256; do
+    network=${spec%%:*} batch=${spec##*:}
+    run "gpu_$network" 1 8 "$network" "$batch" train.amp=bf16
+    baseline 1 8 "$network" "$batch" --device cuda --amp bf16
+    ratio "gpu_$network"
+  done
 else
-  echo "== CPU training throughput, mbf, global batch 32, $steps steps after 2 warm-up steps"
-  echo "   (ms per step on rank 0; comm = waiting for the gradient all-reduce after backward)"
-  run cpu_1rank_2threads 1 2 mbf 32
-  run cpu_2ranks_1thread 2 1 mbf 16
-  a=$(cat "$work/cpu_1rank_2threads/metrics.jsonl.ips") b=$(cat "$work/cpu_2ranks_1thread/metrics.jsonl.ips")
-  python3 -c "print(f'scaling efficiency (2 ranks x 1 thread) / (1 rank x 2 threads) = {$b / $a:.3f}')"
+  echo "== CPU training throughput, mbf, 200 classes, global batch 32, $steps steps after 2 warm-up"
+  echo "   steps ($cores cores; ms per step on rank 0; comm = waiting for the gradient all-reduce)"
+  for layout in ${layouts//,/ }; do
+    np=${layout%%x*} threads=${layout##*x}
+    run "cpu_${np}x${threads}" "$np" "$threads" mbf $((32 / np))
+    baseline "$np" "$threads" mbf $((32 / np))
+    ratio "cpu_${np}x${threads}"
+  done
 fi
 echo "runs and logs: $work"
