@@ -1,7 +1,7 @@
 #include "losses/ada_face_head.h"
 
 #include <ATen/ATen.h>
-#include <torch/torch.h>
+#include <torch/nn.h>
 
 #include <cmath>
 

@@ -1,6 +1,6 @@
 #include "models/iresnet.h"
 
-#include <torch/torch.h>
+#include <torch/nn.h>
 
 namespace facetrain::models {
 namespace {

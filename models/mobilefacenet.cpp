@@ -1,6 +1,6 @@
 #include "models/mobilefacenet.h"
 
-#include <torch/torch.h>
+#include <torch/nn.h>
 
 namespace facetrain::models {
 namespace {

@@ -7,7 +7,7 @@
 #include <torch/csrc/jit/serialization/export.h>
 #include <torch/csrc/jit/serialization/pickler.h>
 #include <torch/serialize.h>
-#include <torch/torch.h>
+#include <torch/nn.h>
 
 #include <fstream>
 #include <iterator>

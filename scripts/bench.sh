@@ -3,11 +3,18 @@
 # in the same run. usage: scripts/bench.sh [backbone|loader|fc|allreduce|eval|export|train] [ARGS...]
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
-bash "$here/setup.sh" >/dev/null
-bash "$here/build.sh" >/dev/null
-source "$here/env.sh"
 which=${1:-all}
 [ $# -gt 0 ] && shift
+# The benchmarks are not in the default build: build the ones this run needs, and the executable.
+case "$which" in
+  all) targets=(backbone_bench loader_bench partial_fc_bench eval_bench export_bench facetrain) ;;
+  fc | allreduce) targets=(partial_fc_bench) ;;
+  train) targets=(facetrain) ;;
+  *) targets=("${which}_bench" facetrain) ;;
+esac
+bash "$here/setup.sh" >/dev/null
+bash "$here/build.sh" $(printf -- '--target %s ' "${targets[@]}") >/dev/null
+source "$here/env.sh"
 if [ "$which" = all ] || [ "$which" = backbone ]; then
   echo "== backbones: CPU forward+backward"
   "$FACETRAIN_BUILD/tests/bench/backbone_bench" "$@"

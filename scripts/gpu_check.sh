@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # On a GPU host, in one go: builds facetrain against this machine's own torch (python3 -c
 # "import torch"), runs the GPU tests (NCCL communicator, Partial FC and gradient reducer on
-# CUDA against the CPU) and the training benchmark on the GPU, and copies logs and figures to
-# $OUT (or ./gpu-check). Without package access it uses .gpu-prefix/ made by
+# CUDA against the CPU) and the training benchmark on the GPU (facetrain against the same step
+# in PyTorch on that GPU, which needs h5py and Pillow beside torch), and copies logs and
+# figures to $OUT (or ./gpu-check). Without package access it uses .gpu-prefix/ made by
 # scripts/gpu_bundle.sh for the Debian libraries.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,7 +38,7 @@ ctest --test-dir "$build" -R 'nccl_communicator|partial_fc_test_np1' --output-on
   > "$out/ctest.log" 2>&1
 tests=$?
 grep -E "SKIPPED|needs one CUDA|tests passed|Failed" "$out/ctest.log" | tee -a "$out/gpu.txt"
-FACETRAIN_BIN=$build/framework/cli/facetrain FACETRAIN_BENCH_DIR=$out/bench \
+FACETRAIN_BIN=$build/framework/cli/facetrain FACETRAIN_BENCH_DIR=$out/bench FACETRAIN_PYTHON=$python \
   bash "$root/tests/bench/train_bench.sh" --gpu --steps "${GPU_BENCH_STEPS:-20}" 2>&1 | tee -a "$out/gpu.txt"
 bench=${PIPESTATUS[0]}
 set -e

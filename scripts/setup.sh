@@ -5,6 +5,7 @@
 # checks and returns in seconds.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+start=$(date +%s)
 
 packages=(build-essential cmake ninja-build ccache pkg-config git
   libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libfmt-dev libtomlplusplus-dev libcli11-dev
@@ -34,4 +35,4 @@ if [ ! -x "$FACETRAIN_VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "
   echo "$want" >"$stamp"
 fi
 mkdir -p "$CCACHE_DIR"
-echo "setup: ready ($("$FACETRAIN_VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'), cache $FACETRAIN_CACHE)"
+echo "setup: ready in $(( $(date +%s) - start )) s ($("$FACETRAIN_VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'), cache $FACETRAIN_CACHE)"

@@ -24,8 +24,9 @@ struct ComputeThreads {
 ComputeThreads plan_compute_threads(int configured, const char* omp_env, int cores,
                                     int local_ranks);
 
-// The cores this process may run on (its CPU affinity mask; at least 1).
+// The cores this process may run on (its CPU affinity mask; at least 1), and the host's.
 int available_cores();
+int online_cores();
 
 // On the compute thread: a team of `n` (> 0) threads for ATen's parallel regions, with OpenMP
 // and MKL agreeing on it (so MKL calls do not resize the OpenMP team back and forth).

@@ -65,10 +65,16 @@ GradientReducer::GradientReducer(std::vector<at::Tensor> parameters,
   if (!(options_.bucket_mb() > 0)) {
     throw ConfigError(fmt::format("dist.bucket_mb = {}: must be > 0", options_.bucket_mb()));
   }
+  if (!(options_.first_bucket_mb() > 0)) {
+    throw ConfigError(
+        fmt::format("GradientReducer: first_bucket_mb = {}: must be > 0", options_.first_bucket_mb()));
+  }
   if (options_.op() != ReduceOp::kSum && options_.op() != ReduceOp::kAvg) {
     throw Error("GradientReducer: the reduction must be sum or avg");
   }
   const auto limit = static_cast<std::int64_t>(options_.bucket_mb() * 1024 * 1024);
+  const auto first_limit = std::min(
+      limit, static_cast<std::int64_t>(options_.first_bucket_mb() * 1024 * 1024));
   // Reverse registration order, grouped by dtype and device: one flat buffer per bucket.
   bucket_of_.assign(parameters_.size(), 0);
   std::vector<std::size_t> order;
@@ -83,7 +89,8 @@ GradientReducer::GradientReducer(std::vector<at::Tensor> parameters,
     const bool compatible = !groups.empty() &&
                             parameters_[groups.back().front()].scalar_type() == p.scalar_type() &&
                             parameters_[groups.back().front()].device() == p.device();
-    if (groups.empty() || !compatible || (bytes > 0 && bytes + b > limit)) {
+    const std::int64_t cap = groups.size() == 1 ? first_limit : limit;
+    if (groups.empty() || !compatible || (bytes > 0 && bytes + b > cap)) {
       groups.emplace_back();
       bytes = 0;
     }
@@ -263,6 +270,36 @@ void GradientReducer::worker_loop() {
   }
 }
 
+void GradientReducer::broadcast_buffers() {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> pending;
+  for (const auto& buffer : buffers_) {
+    // Integer buffers (BatchNorm's num_batches_tracked) count the same steps on every rank.
+    if (buffer.is_floating_point() && buffer.numel() > 0) pending.push_back(buffer.detach());
+  }
+  while (!pending.empty()) {
+    const auto dtype = pending.front().scalar_type();
+    const auto device = pending.front().device();
+    std::vector<at::Tensor> group, rest, flat;
+    for (auto& b : pending) {
+      if (b.scalar_type() == dtype && b.device() == device) {
+        group.push_back(b);
+        flat.push_back(b.reshape({-1}));
+      } else {
+        rest.push_back(b);
+      }
+    }
+    at::Tensor packed = at::cat(flat);
+    comm_->broadcast(packed, 0);
+    std::int64_t offset = 0;
+    for (auto& b : group) {
+      b.copy_(packed.narrow(0, offset, b.numel()).view_as(b));
+      offset += b.numel();
+    }
+    pending = std::move(rest);
+  }
+}
+
 void GradientReducer::finish() {
   const auto start = Clock::now();
   if (comm_->size() > 1) {
@@ -280,12 +317,7 @@ void GradientReducer::finish() {
     } else {
       for (std::size_t b = 0; b < buckets_.size(); ++b) reduce(b);
     }
-    at::NoGradGuard no_grad;
-    for (auto& buffer : buffers_) {
-      if (!buffer.is_floating_point()) continue;  // e.g. BatchNorm's num_batches_tracked
-      at::Tensor data = buffer.detach();
-      comm_->broadcast(data, 0);
-    }
+    broadcast_buffers();
   }
   std::lock_guard<std::mutex> lock(mutex_);
   armed_ = false;

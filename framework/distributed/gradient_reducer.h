@@ -19,6 +19,9 @@ struct GradientReducerOptions {
   // Target bytes per bucket (arcface_torch/DDP default 25 MB); a parameter larger than this gets
   // a bucket of its own. Must be > 0.
   TORCH_ARG(double, bucket_mb) = 25.0;
+  // The first bucket (the last layers' gradients, ready first in backward) is capped lower, so
+  // its reduction starts early: DDP's first_bucket_bytes_cap, 1 MiB. Must be > 0.
+  TORCH_ARG(double, first_bucket_mb) = 1.0;
   // Reduce buckets while backward is still running (from autograd hooks, on a worker thread
   // with its own communicator). Off: every bucket is reduced in finish(), after backward.
   TORCH_ARG(bool, overlap) = true;
@@ -86,6 +89,8 @@ class GradientReducer {
   void mark_ready(std::size_t bucket);
   void reduce(std::size_t bucket);
   void worker_loop();
+  // Every rank's floating buffers become rank 0's, in one broadcast per dtype and device.
+  void broadcast_buffers();
 
   std::vector<at::Tensor> parameters_;
   std::vector<at::Tensor> buffers_;

@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 #include <sys/wait.h>
 #include <torch/script.h>
-#include <torch/torch.h>
+#include <torch/nn.h>
 #include <unistd.h>
 
 #include <cstdio>

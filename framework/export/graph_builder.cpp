@@ -1,7 +1,7 @@
 #include "framework/export/graph_builder.h"
 
 #include <fmt/format.h>
-#include <torch/torch.h>
+#include <torch/nn.h>
 
 #include <set>
 

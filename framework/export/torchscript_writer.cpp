@@ -1,7 +1,7 @@
 #include "framework/export/torchscript_writer.h"
 
 #include <fmt/format.h>
-#include <torch/torch.h>
+#include <torch/nn.h>
 
 #include <map>
 #include <set>

@@ -288,6 +288,11 @@ TrainSummary run_training(const Config& config, const std::string& resume,
   log::info("intra-op threads: {} on the training thread ({}); the loader's {} decode thread(s) "
             "and the gradient reduction run serially",
             threads.intra_op, threads.reason, loader_options.num_workers);
+  if (device.is_cpu() && env.local_size == 1 && available_cores() < online_cores()) {
+    log::warn("this process may run on {} of the host's {} cores (its CPU affinity: mpirun binds "
+              "a lone rank to one core; add --bind-to none to use them all)",
+              available_cores(), online_cores());
+  }
   log::info("training {} ({:.2f}M parameters) with {} on {} classes, {} images: world {} "
             "({} back end, {}), batch {} per rank, {} global{}, {} steps ({} per epoch x {})",
             backbone->network(), static_cast<double>(models::parameter_count(*backbone)) / 1e6,

@@ -7,7 +7,7 @@
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
-#include <torch/torch.h>
+#include <torch/nn.h>
 
 #include <chrono>
 #include <cstdlib>

@@ -5,7 +5,7 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
-#include <torch/torch.h>
+#include <torch/nn.h>
 
 #include <algorithm>
 #include <chrono>

@@ -9,7 +9,7 @@
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <torch/script.h>
-#include <torch/torch.h>
+#include <torch/nn.h>
 #include <unistd.h>
 
 #include <chrono>

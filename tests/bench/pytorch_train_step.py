@@ -178,7 +178,7 @@ def worker(rank, args, port, faces, labels, results):
     elapsed = now() - start
     if rank == 0:
         results.put((args.steps * global_batch / elapsed, elapsed / args.steps,
-                     {k: v / args.steps for k, v in times.items()}, float(loss)))
+                     {k: v / args.steps for k, v in times.items()}, loss.item()))
     dist.destroy_process_group()
 
 

@@ -66,7 +66,11 @@ TOML
     sets+=(--set "train.cpu_threads=$threads")
   for s in "$@"; do sets+=(--set "$s"); done
   # Stop after `total` steps: the run is killed once its metrics show them (no checkpoint needed).
-  env -u OMP_NUM_THREADS $mpirun -np "$np" "$bin" train --config "$work/$name.toml" \
+  # One rank runs as a user would on a laptop, without a launcher (mpirun binds a lone process
+  # to one core); several under mpirun, one core each.
+  local launch=()
+  [ "$np" = 1 ] || launch=($mpirun -np "$np")
+  env -u OMP_NUM_THREADS "${launch[@]}" "$bin" train --config "$work/$name.toml" \
     "${sets[@]}" > "$out.log" 2>&1 &
   local pid=$!
   while kill -0 "$pid" 2>/dev/null; do

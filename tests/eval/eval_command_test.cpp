@@ -2,7 +2,7 @@
 // `facetrain eval` end to end: alone, against the library, and at 2 MPI ranks.
 
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/nn.h>
 #include <unistd.h>
 
 #include <filesystem>

@@ -2,7 +2,7 @@
 // numpy implementation of insightface's protocol (tests/eval/python_verification.py).
 
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/nn.h>
 #include <unistd.h>
 
 #include <cmath>

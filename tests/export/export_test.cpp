@@ -6,7 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <torch/script.h>
-#include <torch/torch.h>
+#include <torch/nn.h>
 #include <unistd.h>
 
 #include <filesystem>

@@ -132,6 +132,65 @@ TEST(CommunicatorTest, AllGatherShapeMismatchIsAnErrorOnEveryRank) {
   EXPECT_TRUE(t.eq(comm->size()).all().item<bool>());
 }
 
+TEST(CommunicatorWork, SeveralCollectivesInFlightCompleteInAnyWaitOrder) {
+  auto comm = test::world();
+  const int w = comm->size();
+  const int r = comm->rank();
+  // Two all-reduces (one bfloat16, reduced through a float copy) and a gather with known row
+  // counts in flight together, waited for in reverse order.
+  at::Tensor a = at::full({1000}, r + 1, at::kFloat);
+  at::Tensor b = at::full({70000}, 2 * (r + 1), at::kBFloat16);
+  std::vector<std::int64_t> rows;
+  for (int q = 0; q < w; ++q) rows.push_back(q % 3);
+  const at::Tensor mine = at::full({r % 3, 2}, r, at::kLong);
+  auto reduce_a = comm->all_reduce_async(a, ReduceOp::kSum);
+  auto reduce_b = comm->all_reduce_async(b, ReduceOp::kMax);
+  auto gather = comm->all_gather_async(mine, rows);
+  gather->wait();
+  reduce_b->wait();
+  reduce_a->wait();
+  EXPECT_TRUE(a.eq(w * (w + 1) / 2).all().item<bool>());
+  EXPECT_TRUE(b.eq(2 * w).all().item<bool>());
+  EXPECT_TRUE(reduce_a->result().is_same(a));
+  std::vector<at::Tensor> parts;
+  for (int q = 0; q < w; ++q) parts.push_back(at::full({q % 3, 2}, q, at::kLong));
+  EXPECT_TRUE(gather->result().equal(at::cat(parts)));
+  // Waiting twice is harmless.
+  reduce_a->wait();
+  EXPECT_TRUE(a.eq(w * (w + 1) / 2).all().item<bool>());
+}
+
+TEST(CommunicatorWork, EqualRowsNeedNoExchangeAndHostValuesGather) {
+  auto comm = test::world();
+  const int w = comm->size();
+  const int r = comm->rank();
+  const at::Tensor got = comm->all_gather_equal(at::full({2, 3}, r, at::kFloat));
+  ASSERT_EQ(got.sizes(), at::IntArrayRef({2 * w, 3}));
+  for (int q = 0; q < w; ++q) EXPECT_TRUE(got.narrow(0, 2 * q, 2).eq(q).all().item<bool>());
+  const auto values = comm->host_all_gather({r, 10 * r, -r});
+  ASSERT_EQ(values.size(), 3u * static_cast<std::size_t>(w));
+  for (int q = 0; q < w; ++q) {
+    EXPECT_EQ(values[3 * q], q);
+    EXPECT_EQ(values[3 * q + 1], 10 * q);
+    EXPECT_EQ(values[3 * q + 2], -q);
+  }
+}
+
+TEST(CommunicatorWork, RowCountsThatDoNotMatchThisRankAreAnError) {
+  auto comm = test::world();
+  // Every rank claims one row more than it has: caught before any message is sent.
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(comm->size()), 3);
+  try {
+    comm->all_gather_async(at::zeros({2, 4}), rows);
+    ADD_FAILURE() << "accepted row counts that disagree with the tensor";
+  } catch (const DistError& e) {
+    EXPECT_NE(std::string(e.what()).find("this rank has 2 rows"), std::string::npos) << e.what();
+  }
+  at::Tensor t = at::ones({2});
+  comm->all_reduce(t, ReduceOp::kSum);
+  EXPECT_TRUE(t.eq(comm->size()).all().item<bool>());
+}
+
 class ReduceScatterTest : public ::testing::TestWithParam<at::ScalarType> {};
 
 TEST_P(ReduceScatterTest, EachRankGetsItsReducedBlock) {

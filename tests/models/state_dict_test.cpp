@@ -3,7 +3,7 @@
 // trip. Damaged and mismatched files give errors naming the file and the keys.
 
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/nn.h>
 #include <unistd.h>
 
 #include <cstdlib>

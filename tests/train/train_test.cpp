@@ -31,12 +31,28 @@ std::string mpirun(int np, const std::string& extra_env = "") {
   return test::env("FACETRAIN_MPIRUN") + " -np " + std::to_string(np) + " " + extra_env + " ";
 }
 
-// The line in which the trainer reports its compute threads, as it must be for `np` ranks on
-// this host: the training thread gets the cores shared by the ranks (OMP_NUM_THREADS when set).
-std::string expected_threads_line(int np) {
+// The trainer's report of its compute threads for `np` ranks on this host must follow its plan:
+// the training thread gets the cores the process may run on shared by the ranks (mpirun may
+// bind a rank to fewer cores than the host has), or OMP_NUM_THREADS when that is set.
+void expect_thread_plan(const std::string& out, int np) {
+  std::smatch m;
   const char* omp = std::getenv("OMP_NUM_THREADS");
-  const int n = omp != nullptr && *omp != 0 ? std::atoi(omp) : std::max(1, available_cores() / np);
-  return fmt::format("intra-op threads: {} on the training thread", n);
+  if (omp != nullptr && *omp != 0) {
+    EXPECT_NE(out.find(fmt::format("intra-op threads: {} on the training thread (OMP_NUM_THREADS)",
+                                   omp)),
+              std::string::npos)
+        << out;
+    return;
+  }
+  ASSERT_TRUE(std::regex_search(out, m,
+                                std::regex("intra-op threads: (\\d+) on the training thread "
+                                           "\\((\\d+) cores? / (\\d+) ranks? on this host\\)")))
+      << out;
+  const int threads = std::stoi(m[1]), cores = std::stoi(m[2]), ranks = std::stoi(m[3]);
+  EXPECT_EQ(ranks, np);
+  EXPECT_GE(cores, 1);
+  EXPECT_LE(cores, online_cores());
+  EXPECT_EQ(threads, std::max(1, cores / ranks));
 }
 
 // A small recipe: mbf with a 128-d embedding on 24 synthetic identities.
@@ -176,7 +192,7 @@ TEST_F(Train, LearnsAtOneRankAndTensorBoardReadsTheEvents) {
                                                      fmt::format("batch_size = {}\n", 16 / np)));
     const auto [code, out, secs] = train(np, cfg);
     ASSERT_EQ(code, 0) << out;
-    EXPECT_NE(out.find(expected_threads_line(np)), std::string::npos) << out;
+    expect_thread_plan(out, np);
     const auto m = metrics(run);
     ASSERT_EQ(m.rbegin()->first, 60);  // 192 images / 16 per step = 12 steps x 5 epochs
     double first = 0, last = 0;
@@ -220,7 +236,7 @@ TEST_F(Train, ExactResumeAfterKillAndElasticResume) {
   fs::remove_all(b);
   const auto [code_a, out_a, secs_a] = train(2, write_recipe("straight", recipe(a.string())));
   ASSERT_EQ(code_a, 0) << out_a;
-  EXPECT_NE(out_a.find(expected_threads_line(2)), std::string::npos) << out_a;
+  expect_thread_plan(out_a, 2);
   const auto config_b = write_recipe("killed", recipe(b.string()));
   const auto [code_k, out_k, secs_k] = train(2, config_b, "", "-x FACETRAIN_FAULT=kill@1:6");
   ASSERT_NE(code_k, 0) << out_k;
@@ -306,6 +322,30 @@ TEST_F(Train, DamagedCheckpointsAndBadInput) {
       train(1, config, "--output " + (kWork / "other").string() + " --set data.path=/nonexistent");
   EXPECT_EQ(code, 1) << out;
   EXPECT_NE(out.find("/nonexistent"), std::string::npos) << out;
+}
+
+// Alone (no launcher, no OMP_NUM_THREADS), the training thread takes every core the process may
+// run on; train.cpu_threads overrides that.
+TEST_F(Train, AloneTheTrainingThreadUsesEveryCore) {
+  for (const int configured : {0, 1}) {
+    const fs::path run = kWork / fmt::format("alone_{}", configured);
+    fs::remove_all(run);
+    const auto config = write_recipe(fmt::format("alone_{}", configured), recipe(run.string()));
+    const auto r = test::run(fmt::format("env -u OMP_NUM_THREADS {}",
+                                         facetrain(fmt::format("train --config {} --set "
+                                                               "train.num_epoch=1 --set "
+                                                               "train.cpu_threads={}",
+                                                               config.string(), configured))));
+    ASSERT_EQ(r.code, 0) << r.out;
+    const int cores = available_cores();
+    const std::string expected =
+        configured == 0
+            ? fmt::format("intra-op threads: {0} on the training thread ({0} core{1} / 1 rank on "
+                          "this host)",
+                          cores, cores == 1 ? "" : "s")
+            : "intra-op threads: 1 on the training thread (train.cpu_threads)";
+    EXPECT_NE(r.out.find(expected), std::string::npos) << r.out;
+  }
 }
 
 TEST_F(Train, NonFiniteLossesStopTheRun) {
