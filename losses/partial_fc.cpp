@@ -211,11 +211,11 @@ at::Tensor PartialFC::forward(const at::Tensor& embeddings, const at::Tensor& la
                                 r, reports[3 * r + 2], reports[3 * r + 1],
                                 options_.num_classes()));
   }
-  const at::Tensor own = host_labels.to(weight_.device());
-  auto gathering_labels = comm_->all_gather_async(own, rows);
+  // The labels themselves travel on the host too (a few bytes per sample), so the sampling
+  // below needs nothing back from the device.
+  const at::Tensor all_labels_host = gather_labels_on_host(host_labels, rows);
   const at::Tensor all_embeddings = all_gather_with_grad(embeddings, *comm_, rows);
-  gathering_labels->wait();
-  const at::Tensor all_labels = gathering_labels->result();
+  const at::Tensor all_labels = all_labels_host.to(weight_.device());
   const at::Tensor mine = all_labels.ge(range_.lo) & all_labels.lt(range_.hi);
   at::Tensor local = at::where(mine, all_labels - range_.lo, at::full({}, -1, at::kLong));
 
@@ -225,7 +225,10 @@ at::Tensor PartialFC::forward(const at::Tensor& embeddings, const at::Tensor& la
     rows_ = at::Tensor();
     head_labels = local;
   } else {
-    sampled_ = sample(local, step).to(weight_.device());
+    const at::Tensor local_host =
+        at::where(all_labels_host.ge(range_.lo) & all_labels_host.lt(range_.hi),
+                  all_labels_host - range_.lo, at::full({}, -1, at::kLong));
+    sampled_ = sample(local_host, step).to(weight_.device());
     rows_ = k_ == 1 ? sampled_
                     : (sampled_.unsqueeze(1) * k_ + at::arange(k_, sampled_.options())).flatten();
     const at::Tensor position = at::searchsorted(sampled_, local.clamp_min(0));
@@ -249,6 +252,20 @@ at::Tensor PartialFC::forward(const at::Tensor& embeddings, const at::Tensor& la
   // Every rank computes the same regulariser from the gathered batch; the all-gather's backward
   // sums the ranks' gradients, so each contributes 1/W of it while the value counts once.
   return loss + reg / w + (reg - reg / w).detach();
+}
+
+at::Tensor PartialFC::gather_labels_on_host(const at::Tensor& host_labels,
+                                            const std::vector<std::int64_t>& rows) {
+  const std::int64_t most = *std::max_element(rows.begin(), rows.end());
+  std::vector<std::int64_t> padded(static_cast<std::size_t>(most), -1);
+  std::copy_n(host_labels.data_ptr<std::int64_t>(), host_labels.size(0), padded.begin());
+  const std::vector<std::int64_t> everyone = comm_->host_all_gather(padded);
+  std::vector<std::int64_t> gathered;
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    const auto first = everyone.begin() + static_cast<std::ptrdiff_t>(r) * most;
+    gathered.insert(gathered.end(), first, first + rows[r]);
+  }
+  return at::tensor(gathered, at::dtype(at::kLong));
 }
 
 bool PartialFC::gradients_finite() const {

@@ -107,6 +107,9 @@ class PartialFC {
 
  private:
   at::Tensor sample(const at::Tensor& local_labels, std::int64_t step);
+  // Every rank's labels (int64 on the host, rows[r] from rank r) concatenated in rank order.
+  at::Tensor gather_labels_on_host(const at::Tensor& host_labels,
+                                   const std::vector<std::int64_t>& rows);
 
   PartialFCOptions options_;
   std::shared_ptr<MarginHeadImpl> head_;
