@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
+
 #include "framework/core/error.h"
 
 namespace facetrain::dist {
@@ -60,6 +62,17 @@ at::Tensor Communicator::all_gather(const at::Tensor& tensor) {
   auto work = all_gather_async(input, rows);
   work->wait();
   return work->result();
+}
+
+void Communicator::check_rows(const std::string& what, const std::vector<std::int64_t>& rows,
+                              std::int64_t mine) const {
+  const bool negative = std::any_of(rows.begin(), rows.end(), [](std::int64_t r) { return r < 0; });
+  if (static_cast<int>(rows.size()) != size() || negative ||
+      rows[static_cast<std::size_t>(rank())] != mine) {
+    throw DistError(fmt::format("{} on rank {}: row counts [{}] for a world of {}; this rank "
+                                "has {} rows",
+                                what, rank(), fmt::join(rows, ", "), size(), mine));
+  }
 }
 
 at::Tensor Communicator::all_gather_equal(const at::Tensor& tensor) {

@@ -93,6 +93,12 @@ class Communicator {
   at::Tensor all_gather(const at::Tensor& tensor);
   // Every rank passes the same shape: no exchange at all.
   at::Tensor all_gather_equal(const at::Tensor& tensor);
+
+ protected:
+  // For all_gather_async: `rows` must hold size() non-negative counts, this rank's being `mine`;
+  // otherwise DistError naming `what`.
+  void check_rows(const std::string& what, const std::vector<std::int64_t>& rows,
+                  std::int64_t mine) const;
 };
 
 // A world of one process: every collective is the identity (all_gather and reduce_scatter

@@ -17,11 +17,7 @@ std::shared_ptr<Work> LocalCommunicator::all_reduce_async(at::Tensor& tensor, Re
 std::shared_ptr<Work> LocalCommunicator::all_gather_async(const at::Tensor& tensor,
                                                           const std::vector<std::int64_t>& rows) {
   const at::Tensor input = tensor.dim() == 0 ? tensor.reshape({1}) : tensor;
-  if (rows.size() != 1 || rows[0] != input.size(0)) {
-    throw DistError(fmt::format("all_gather ({}) on rank 0: {} row counts given for a world of "
-                                "one, expected [{}]",
-                                describe(tensor), rows.size(), input.size(0)));
-  }
+  check_rows(fmt::format("all_gather ({})", describe(tensor)), rows, input.size(0));
   return std::make_shared<CompletedWork>(input.clone());
 }
 

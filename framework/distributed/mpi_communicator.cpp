@@ -226,17 +226,12 @@ std::shared_ptr<Work> MpiCommunicator::all_gather_async(const at::Tensor& tensor
   std::string what = fmt::format("all_gather #{} ({})", seq, describe(tensor));
   const MPI_Datatype type = transport_or_throw(tensor, what);
   const at::Tensor input = (tensor.dim() == 0 ? tensor.reshape({1}) : tensor).contiguous();
-  if (static_cast<int>(rows.size()) != size_ || rows[static_cast<std::size_t>(rank_)] != input.size(0)) {
-    throw DistError(fmt::format("{} on rank {}: row counts [{}] for a world of {}; this rank "
-                                "has {} rows",
-                                what, rank_, fmt::join(rows, ", "), size_, input.size(0)));
-  }
+  check_rows(what, rows, input.size(0));
   std::int64_t row_numel = 1;
   for (int d = 1; d < input.dim(); ++d) row_numel *= input.size(d);
   std::vector<int> counts(size_), displs(size_);
   std::int64_t total = 0;
   for (int r = 0; r < size_; ++r) {
-    if (rows[r] < 0) throw DistError(fmt::format("{}: rank {}'s row count {} < 0", what, r, rows[r]));
     counts[r] = checked_count(rows[r] * row_numel, what);
     displs[r] = checked_count(total * row_numel, what);
     total += rows[r];

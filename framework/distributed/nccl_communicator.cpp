@@ -357,12 +357,7 @@ std::shared_ptr<Work> NcclCommunicator::all_gather_async(const at::Tensor& tenso
   const std::string what = fmt::format("all_gather #{} ({})", seq, describe(tensor));
   c10::cuda::CUDAGuard guard(device_);
   const at::Tensor input = (tensor.dim() == 0 ? tensor.reshape({1}) : tensor).contiguous();
-  if (static_cast<int>(rows.size()) != size_ ||
-      rows[static_cast<std::size_t>(rank_)] != input.size(0)) {
-    throw DistError(fmt::format("{} on rank {}: row counts [{}] for a world of {}; this rank "
-                                "has {} rows",
-                                what, rank_, fmt::join(rows, ", "), size_, input.size(0)));
-  }
+  check_rows(what, rows, input.size(0));
   const std::int64_t most = *std::max_element(rows.begin(), rows.end());
   const bool equal = std::all_of(rows.begin(), rows.end(), [&](std::int64_t r) { return r == most; });
   auto shape = input.sizes().vec();

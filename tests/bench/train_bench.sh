@@ -8,20 +8,21 @@
 #                  facetrain / PyTorch for each. facetrain runs with its default thread plan
 #                  (no OMP_NUM_THREADS) wherever that is the layout's; train.cpu_threads otherwise.
 #   --gpu:         iresnet50 and mbf, bf16, one rank on the GPU, against PyTorch on the GPU.
-# usage: train_bench.sh [--gpu] [--steps N] [--layouts 1x2,2x1,1x1]
+# usage: train_bench.sh [--gpu] [--steps N] [--layouts 1x2,2x1,1x1] [--rounds N]
 #        (FACETRAIN_BIN, FACETRAIN_MPIRUN, FACETRAIN_PYTHON may be set)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 bin=${FACETRAIN_BIN:-${FACETRAIN_BUILD:-$here/build}/framework/cli/facetrain}
 python=${FACETRAIN_PYTHON:-${FACETRAIN_VENV:-/opt/facetrain/venv}/bin/python}
 mpirun=${FACETRAIN_MPIRUN:-mpirun --allow-run-as-root --oversubscribe --mca btl self,vader,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo --mca btl_vader_single_copy_mechanism none}
-gpu=0 steps=12 layouts=1x2,2x1,1x1
+gpu=0 steps=12 layouts=1x2,2x1,1x1 rounds=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --gpu) gpu=1; shift ;;
     --steps) steps=$2; shift 2 ;;
     --layouts) layouts=$2; shift 2 ;;
-    *) echo "usage: train_bench.sh [--gpu] [--steps N] [--layouts 1x2,2x1,1x1]" >&2; exit 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    *) echo "usage: train_bench.sh [--gpu] [--steps N] [--layouts 1x2,2x1,1x1] [--rounds N]" >&2; exit 2 ;;
   esac
 done
 cores=$(nproc)
@@ -95,7 +96,7 @@ print(f"{name:<22} {np_:>2} x {threads} thr  batch {np_ * batch:>4}  {ips:8.1f} 
       + "  ".join(f"{k[5:]} {v:.1f}" for k, v in dt.items()))
 with open(path + ".ips", "w") as f:
     f.write(f"{ips}\n")
-with open(path.rsplit("/", 2)[0] + "/last.ips", "w") as f:
+with open(path.rsplit("/", 2)[0] + "/facetrain.ips", "a") as f:
     f.write(f"{ips}\n")
 PY
 }
@@ -108,30 +109,40 @@ baseline() {
   line=$(env -u OMP_NUM_THREADS "$python" "$here/tests/bench/pytorch_train_step.py" --data "$work/data" \
     --world "$np" --threads "$threads" --network "$network" --batch "$batch" --steps "$steps" "$@")
   echo "$line" | awk '{ printf "%-22s %2s x %s thr  %s\n", "pytorch (same step)", $2, $4, substr($0, index($0, "img/s")) }'
-  echo "$line" | awk '{ print $6 }' > "$work/baseline.ips"
+  echo "$line" | awk '{ print $6 }' >> "$work/baseline.ips"
 }
 
-ratio() {  # ratio LABEL: facetrain's last img/s over the baseline's
-  python3 -c "import sys; a, b = float(open(sys.argv[1]).read()), float(open(sys.argv[2]).read()); print(f'{sys.argv[3]:<22} facetrain / pytorch = {a / b:.2f}')" \
-    "$work/last.ips" "$work/baseline.ips" "$1"
+# compare LABEL RUN_ARGS... -- BASELINE_ARGS...: `rounds` alternating runs of each side, then
+# facetrain / PyTorch from the medians (this machine's run-to-run noise is ±10-20 %).
+compare() {
+  local label=$1; shift
+  local mine=() theirs=()
+  while [ "$1" != -- ]; do mine+=("$1"); shift; done
+  shift
+  theirs=("$@")
+  rm -f "$work/facetrain.ips" "$work/baseline.ips"
+  for ((round = 0; round < rounds; round++)); do
+    run "${mine[@]}"
+    baseline "${theirs[@]}"
+  done
+  python3 -c "import statistics as s, sys; a = s.median(map(float, open(sys.argv[1]))); b = s.median(map(float, open(sys.argv[2]))); print(f'{sys.argv[3]:<22} facetrain / pytorch = {a / b:.2f}  (medians of {sys.argv[4]} run(s): {a:.2f} / {b:.2f} img/s)')" \
+    "$work/facetrain.ips" "$work/baseline.ips" "$label" "$rounds"
 }
 
 if [ "$gpu" = 1 ]; then
   echo "== training throughput on the GPU (bf16), $steps steps after 2 warm-up steps"
   for spec in iresnet50:128 mbf:256; do
     network=${spec%%:*} batch=${spec##*:}
-    run "gpu_$network" 1 8 "$network" "$batch" train.amp=bf16
-    baseline 1 8 "$network" "$batch" --device cuda --amp bf16
-    ratio "gpu_$network"
+    compare "gpu_$network" "gpu_$network" 1 8 "$network" "$batch" train.amp=bf16 -- \
+      1 8 "$network" "$batch" --device cuda --amp bf16
   done
 else
   echo "== CPU training throughput, mbf, 200 classes, global batch 32, $steps steps after 2 warm-up"
   echo "   steps ($cores cores; ms per step on rank 0; comm = waiting for the gradient all-reduce)"
   for layout in ${layouts//,/ }; do
     np=${layout%%x*} threads=${layout##*x}
-    run "cpu_${np}x${threads}" "$np" "$threads" mbf $((32 / np))
-    baseline "$np" "$threads" mbf $((32 / np))
-    ratio "cpu_${np}x${threads}"
+    compare "cpu_${np}x${threads}" "cpu_${np}x${threads}" "$np" "$threads" mbf $((32 / np)) -- \
+      "$np" "$threads" mbf $((32 / np))
   done
 fi
 echo "runs and logs: $work"

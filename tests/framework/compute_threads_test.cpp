@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <thread>
 
@@ -76,7 +77,13 @@ TEST(ComputeThreads, HelperThreadsRunTensorOpsAloneAndLeaveTheComputeTeam) {
   ASSERT_EQ(intra_op_threads_here(), 3);
   // A plain thread takes the process-wide setting and starts its own team of 3 (two new
   // threads): what the loader and the gradient reducer did before they became helpers.
+  const int settled = os_threads();
   EXPECT_GE(threads_started_by_a_parallel_op([](auto fn) { return std::thread(fn); }), 2);
+  // That team ends with its thread, asynchronously: let it go before counting again.
+  for (int i = 0; i < 1000 && os_threads() > settled; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(os_threads(), settled) << "the plain thread's team did not end";
   // A helper runs the same operation on itself, even after ATen initialised its thread.
   EXPECT_EQ(threads_started_by_a_parallel_op([](auto fn) { return helper_thread(fn); }), 0);
   int helper_threads = -1;
