@@ -165,7 +165,16 @@ struct NcclCommunicator::State {
     while (!stopping) {
       changed.wait_for(lock, std::chrono::milliseconds(2));
       if (stopping || comm == nullptr) continue;
-      while (!pending.empty() && pending.front().done->query()) pending.pop_front();
+      try {
+        while (!pending.empty() && pending.front().done->query()) pending.pop_front();
+      } catch (const std::exception& e) {
+        // A CUDA error while waiting (a sticky device fault): this thread must not throw.
+        abort_locked(fmt::format("{} on rank {}: CUDA error: {}",
+                                 pending.empty() ? std::string("NCCL communicator")
+                                                 : pending.front().what,
+                                 rank, e.what()));
+        continue;
+      }
       if (!pending.empty() && Clock::now() > pending.front().deadline) {
         abort_locked(fmt::format("{} on rank {} timed out after {:.1f} s (dist.timeout_s): "
                                  "another rank did not join",
