@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "framework/core/error.h"
+#include "framework/core/host_to_device.h"
 #include "framework/core/mix.h"
 
 namespace facetrain::losses {
@@ -215,7 +216,7 @@ at::Tensor PartialFC::forward(const at::Tensor& embeddings, const at::Tensor& la
   // below needs nothing back from the device.
   const at::Tensor all_labels_host = gather_labels_on_host(host_labels, rows);
   const at::Tensor all_embeddings = all_gather_with_grad(embeddings, *comm_, rows);
-  const at::Tensor all_labels = all_labels_host.to(weight_.device());
+  const at::Tensor all_labels = host_to_device(all_labels_host, weight_.device());
   const at::Tensor mine = all_labels.ge(range_.lo) & all_labels.lt(range_.hi);
   at::Tensor local = at::where(mine, all_labels - range_.lo, at::full({}, -1, at::kLong));
 
@@ -228,7 +229,7 @@ at::Tensor PartialFC::forward(const at::Tensor& embeddings, const at::Tensor& la
     const at::Tensor local_host =
         at::where(all_labels_host.ge(range_.lo) & all_labels_host.lt(range_.hi),
                   all_labels_host - range_.lo, at::full({}, -1, at::kLong));
-    sampled_ = sample(local_host, step).to(weight_.device());
+    sampled_ = host_to_device(sample(local_host, step), weight_.device());
     rows_ = k_ == 1 ? sampled_
                     : (sampled_.unsqueeze(1) * k_ + at::arange(k_, sampled_.options())).flatten();
     const at::Tensor position = at::searchsorted(sampled_, local.clamp_min(0));

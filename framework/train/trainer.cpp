@@ -17,6 +17,7 @@
 #include "data/shards/sharded_dataset.h"
 #include "framework/core/compute_threads.h"
 #include "framework/core/error.h"
+#include "framework/core/host_to_device.h"
 #include "framework/core/mix.h"
 #include "framework/distributed/gradient_reducer.h"
 #include "framework/eval/evaluate.h"
@@ -359,7 +360,7 @@ TrainSummary run_training(const Config& config, const std::string& resume,
     if (micro == 0) reducer.prepare(/*arm=*/boundary);
     else if (boundary) reducer.arm();
     const double lr = schedule.at(step);
-    const at::Tensor images = models::images_to_input(batch_now->images).to(device);
+    const at::Tensor images = models::images_to_input(host_to_device(batch_now->images, device));
     // On the host: Partial FC checks them there, with no device synchronisation.
     const at::Tensor labels = batch_now->labels;
 
