@@ -255,8 +255,8 @@ std::vector<std::int64_t> MpiCommunicator::host_all_gather(
     const std::vector<std::int64_t>& values) {
   const auto seq = begin("host_all_gather");
   const std::string what = fmt::format("host_all_gather #{} ({} values)", seq, values.size());
-  std::vector<std::int64_t> all(values.size() * static_cast<std::size_t>(size_));
   if (size_ == 1) return values;
+  std::vector<std::int64_t> all(values.size() * static_cast<std::size_t>(size_));
   MPI_Request request;
   FT_CHECK_MPI(MPI_Iallgather(values.data(), checked_count(static_cast<std::int64_t>(values.size()), what),
                               MPI_INT64_T, all.data(),

@@ -101,6 +101,13 @@ void settle(ncclComm_t comm, Clock::time_point deadline, const std::string& what
   }
 }
 
+// For an in-place collective run on `work`, a contiguous copy of `tensor` (or `tensor` itself):
+// what writes the result back on the caller's stream after it, or nothing.
+std::function<at::Tensor()> copy_back(const at::Tensor& work, const at::Tensor& tensor) {
+  if (work.is_same(tensor)) return nullptr;
+  return [work, tensor]() mutable { return tensor.copy_(work); };
+}
+
 }  // namespace
 
 // What the communicator and its outstanding works share: the NCCL communicator, its stream, and
@@ -353,10 +360,7 @@ std::shared_ptr<Work> NcclCommunicator::all_reduce_async(at::Tensor& tensor, Red
     return ncclAllReduce(work.data_ptr(), work.data_ptr(), work.numel(), type, nccl_op(op), comm,
                          stream);
   });
-  std::function<at::Tensor()> finish;
-  if (!work.is_same(tensor)) {
-    finish = [work, tensor]() mutable { return tensor.copy_(work); };
-  }
+  std::function<at::Tensor()> finish = copy_back(work, tensor);
   return std::make_shared<Request>(state_, std::move(done), what, tensor, std::move(finish));
 }
 
@@ -440,10 +444,7 @@ void NcclCommunicator::broadcast(at::Tensor& tensor, int root) {
   auto done = issue(*state_, what, {work}, [&](ncclComm_t comm, cudaStream_t stream) {
     return ncclBroadcast(work.data_ptr(), work.data_ptr(), work.numel(), type, root, comm, stream);
   });
-  std::function<at::Tensor()> finish;
-  if (!work.is_same(tensor)) {
-    finish = [work, tensor]() mutable { return tensor.copy_(work); };
-  }
+  std::function<at::Tensor()> finish = copy_back(work, tensor);
   Request(state_, std::move(done), what, tensor, std::move(finish)).wait();
 }
 
