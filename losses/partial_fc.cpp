@@ -138,9 +138,6 @@ PartialFC::PartialFC(const PartialFCOptions& options, std::shared_ptr<MarginHead
         fmt::format("loss.sample_rate = {}: must be in (0, 1]", options_.sample_rate()));
   }
   const auto& opt = options_.optimizer();
-  if (opt.kind() != "sgd" && opt.kind() != "adamw") {
-    throw ConfigError(fmt::format("optim.optimizer = \"{}\": expected sgd or adamw", opt.kind()));
-  }
   range_ = class_shard(options_.num_classes(), comm_->rank(), comm_->size());
   k_ = head_->centres_per_class();
   num_sample_ = std::max<std::int64_t>(
@@ -148,7 +145,7 @@ PartialFC::PartialFC(const PartialFCOptions& options, std::shared_ptr<MarginHead
   all_rows_ = options_.sample_rate() >= 1.0;
   weight_ = initial_centres(options_.seed(), range_, k_, options_.embedding_size())
                 .to(options_.dtype());
-  if (opt.kind() == "sgd") {
+  if (opt.kind() == OptimizerKind::kSgd) {
     slot1_ = at::zeros_like(weight_);
   } else {
     slot1_ = at::zeros_like(weight_);
@@ -316,7 +313,7 @@ void PartialFC::step(double lr, double grad_scale) {
   // so unsampled rows are never written.
   at::Tensor w = whole ? weight_ : weight_.index_select(0, rows);
   at::Tensor m1 = whole ? slot1_ : slot1_.index_select(0, rows);
-  if (opt.kind() == "sgd") {
+  if (opt.kind() == OptimizerKind::kSgd) {
     const at::Tensor g = opt.weight_decay() != 0.0 ? grad + opt.weight_decay() * w : grad;
     m1.mul_(opt.momentum()).add_(g);
     w.sub_(m1, lr);
@@ -344,7 +341,7 @@ void PartialFC::step(double lr, double grad_scale) {
 
 std::map<std::string, at::Tensor> PartialFC::state() const {
   std::map<std::string, at::Tensor> out{{"weight", weight_}};
-  if (options_.optimizer().kind() == "sgd") {
+  if (options_.optimizer().kind() == OptimizerKind::kSgd) {
     out["momentum"] = slot1_;
   } else {
     out["exp_avg"] = slot1_;
@@ -367,7 +364,7 @@ void PartialFC::load_state(const std::map<std::string, at::Tensor>& state, Class
     const auto it = state.find(key);
     if (it == state.end()) {
       throw CheckpointError(fmt::format("{}: no '{}' (the classifier's {} state)", source, key,
-                                        options_.optimizer().kind()));
+                                        optimizer_name(options_.optimizer().kind())));
     }
     auto expected = tensor.sizes().vec();
     expected[0] = covered.size() * k_;

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "framework/core/optimizer_options.h"
 #include "framework/distributed/communicator.h"
 #include "losses/margin_head.h"
 
@@ -29,14 +30,7 @@ ClassRange class_shard(std::int64_t num_classes, int rank, int world);
 //   sgd:   g = grad + wd·w;  v = momentum·v + g;  w -= lr·v           (torch.optim.SGD)
 //   adamw: w -= lr·wd·w; m, v Adam moments; w -= lr·m̂/(√v̂ + eps), with the bias corrections
 //          counted per row (a row's own number of updates), as lazy/sparse Adam.
-struct FcOptimizerOptions {
-  TORCH_ARG(std::string, kind) = "sgd";  // sgd | adamw
-  TORCH_ARG(double, momentum) = 0.9;
-  TORCH_ARG(double, weight_decay) = 5e-4;
-  TORCH_ARG(double, beta1) = 0.9;
-  TORCH_ARG(double, beta2) = 0.999;
-  TORCH_ARG(double, eps) = 1e-8;
-};
+// (framework/core/optimizer_options.h: the same options as the backbone's optimizer.)
 
 struct PartialFCOptions {
   // Total identities C (> 0) and the embedding size d (> 0).
@@ -48,7 +42,7 @@ struct PartialFCOptions {
   // Seeds the centres' initialisation (N(0, 0.01), identical for a class whatever the world
   // size) and the negative sampling (a stream per step and rank, so resumed runs repeat it).
   TORCH_ARG(std::uint64_t, seed) = 0;
-  TORCH_ARG(FcOptimizerOptions, optimizer) = {};
+  TORCH_ARG(OptimizerOptions, optimizer) = {};
   // The centres' and optimizer state's dtype (float32 for training; float64 for checks).
   TORCH_ARG(c10::ScalarType, dtype) = c10::kFloat;
 };

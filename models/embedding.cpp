@@ -2,10 +2,16 @@
 
 #include <torch/nn.h>
 
+#include "models/preprocessing.h"
+
 namespace facetrain::models {
 
 at::Tensor images_to_input(const at::Tensor& uint8_nhwc) {
-  return uint8_nhwc.permute({0, 3, 1, 2}).to(torch::kFloat).sub(127.5).div(127.5).contiguous();
+  return uint8_nhwc.permute({0, 3, 1, 2})
+      .to(torch::kFloat)
+      .sub(kPreprocessing.mean)
+      .div(kPreprocessing.std)
+      .contiguous();
 }
 
 at::Tensor embed_images(BackboneImpl& backbone, const at::Tensor& uint8_nhwc, bool flip,

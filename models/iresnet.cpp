@@ -2,6 +2,8 @@
 
 #include <torch/nn.h>
 
+#include "framework/core/autocast.h"
+
 namespace facetrain::models {
 namespace {
 
@@ -87,7 +89,8 @@ at::Tensor IResNetImpl::forward(at::Tensor x) {
   x = prelu_(bn1_(conv1_(x)));
   x = layer4_->forward(layer3_->forward(layer2_->forward(layer1_->forward(x))));
   x = dropout_(torch::flatten(bn2_(x), 1));
-  detail::AutocastOff fp32(x.device().type());
+  // The embedding head stays in float32 inside an autocast region.
+  AutocastScope fp32(x.device().type(), std::nullopt);
   return features_(fc_(detail::to_float32_if_reduced(x)));
 }
 

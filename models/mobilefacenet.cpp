@@ -2,6 +2,8 @@
 
 #include <torch/nn.h>
 
+#include "framework/core/autocast.h"
+
 namespace facetrain::models {
 namespace {
 
@@ -104,7 +106,8 @@ MobileFaceNetImpl::MobileFaceNetImpl(const BackboneOptions& options,
 
 at::Tensor MobileFaceNetImpl::forward(at::Tensor x) {
   for (const auto& layer : *layers_) x = layer->as<detail::MbfBlockImpl>()->forward(x);
-  detail::AutocastOff fp32(x.device().type());
+  // The embedding head stays in float32 inside an autocast region.
+  AutocastScope fp32(x.device().type(), std::nullopt);
   return features_->forward(conv_sep_->forward(detail::to_float32_if_reduced(x)));
 }
 

@@ -13,6 +13,7 @@
 #include "framework/core/error.h"
 #include "framework/log/logger.h"
 #include "framework/log/progress.h"
+#include "models/preprocessing.h"
 
 namespace facetrain::cli {
 namespace {
@@ -22,7 +23,7 @@ struct PackArgs {
   std::string input;
   std::string out;
   std::int64_t shard_size = 100000;
-  std::int64_t image_size = 112;
+  std::int64_t image_size = models::kPreprocessing.size;
   bool resize = false;
 };
 

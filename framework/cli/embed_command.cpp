@@ -19,6 +19,7 @@
 #include "models/checkpoint_source.h"
 #include "models/embedding.h"
 #include "models/state_dict.h"
+#include "models/preprocessing.h"
 
 namespace facetrain::cli {
 namespace {
@@ -30,7 +31,7 @@ struct EmbedArgs {
   std::string input;
   std::string out;
   std::int64_t batch_size = 64;
-  std::int64_t image_size = 112;
+  std::int64_t image_size = models::kPreprocessing.size;
   bool flip = false;
   bool normalize = false;
 };

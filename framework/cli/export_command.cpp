@@ -6,6 +6,7 @@
 #include "framework/export/exporter.h"
 #include "framework/log/logger.h"
 #include "models/checkpoint_source.h"
+#include "models/preprocessing.h"
 
 namespace facetrain::cli {
 namespace {
@@ -67,8 +68,10 @@ void add_export_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*
       ->check(CLI::Range(exporting::kMinOnnxOpset, exporting::kMaxOnnxOpset))
       ->capture_default_str();
   sub->add_flag("--normalize-in-graph", args->normalize_in_graph,
-                "The model takes raw RGB pixels in [0, 255]: its first nodes compute "
-                "(x - 127.5) * (1/127.5) (onnx, torchscript)");
+                fmt::format("The model takes raw {} pixels in [0, 255]: its first nodes compute "
+                            "(x - {}) * (1/{}) (onnx, torchscript)",
+                            models::kPreprocessing.channels, models::kPreprocessing.mean,
+                            models::kPreprocessing.std));
   sub->add_flag("--fold-bn", args->fold_bn,
                 "Fold BatchNorms into the neighbouring convolutions and linear layers (onnx, "
                 "torchscript)");

@@ -12,11 +12,12 @@
 #include "data/verification/verification_set.h"
 #include "framework/core/error.h"
 #include "models/embedding.h"
+#include "models/preprocessing.h"
 
 namespace facetrain::eval {
 namespace {
 
-constexpr int kImageSize = 112;
+constexpr int kImageSize = static_cast<int>(models::kPreprocessing.size);
 
 // Flip-summed embeddings of images [0, count), read by `bytes_of` and named by `name_of` in
 // errors. The images are cut into batches of `batch_size`; with several ranks each rank takes a

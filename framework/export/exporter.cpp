@@ -22,6 +22,7 @@
 #include "framework/export/torchscript_writer.h"
 #include "framework/log/logger.h"
 #include "models/embedding.h"
+#include "models/preprocessing.h"
 #include "models/state_dict.h"
 
 namespace facetrain::exporting {
@@ -96,16 +97,19 @@ std::vector<std::pair<std::string, std::string>> export_metadata(
   std::vector<std::pair<std::string, std::string>> m;
   m.emplace_back("network", source.network);
   m.emplace_back("embedding_size", std::to_string(source.backbone->embedding_size()));
-  m.emplace_back("input", "float32 [N, 3, 112, 112] RGB, aligned face");
+  const models::Preprocessing& p = models::kPreprocessing;
+  m.emplace_back("input", fmt::format("float32 [N, 3, {0}, {0}] {1}, aligned face", p.size, p.channels));
   if (options.normalize_in_graph) {
     m.emplace_back("normalisation",
-                   "in graph: input is raw RGB in [0, 255]; (x - 127.5) * (1/127.5) applied");
+                   fmt::format("in graph: input is raw {} in [0, 255]; (x - {}) * (1/{}) applied",
+                               p.channels, p.mean, p.std));
     m.emplace_back("input_mean", "0");
     m.emplace_back("input_std", "1");
   } else {
-    m.emplace_back("normalisation", "caller: input is (RGB - 127.5) / 127.5, in [-1, 1]");
-    m.emplace_back("input_mean", "127.5");
-    m.emplace_back("input_std", "127.5");
+    m.emplace_back("normalisation", fmt::format("caller: input is ({} - {}) / {}, in [-1, 1]",
+                                                p.channels, p.mean, p.std));
+    m.emplace_back("input_mean", fmt::format("{}", p.mean));
+    m.emplace_back("input_std", fmt::format("{}", p.std));
   }
   m.emplace_back("bn_folded", options.fold_batch_norm ? "true" : "false");
   m.emplace_back("weights_sha256", sha256_file(source.weights));
@@ -119,7 +123,7 @@ std::vector<std::pair<std::string, std::string>> export_metadata(
 // Inputs of a parity check: what the backbone takes, and what the exported model takes.
 struct ParityInput {
   std::string name;
-  at::Tensor normalized;  // [N, 3, 112, 112] in [-1, 1]
+  at::Tensor normalized;  // [N, 3, size, size] in [-1, 1] (models::kPreprocessing)
   at::Tensor raw;         // the same images as pixels in [0, 255]
 };
 
@@ -127,8 +131,9 @@ std::vector<ParityInput> parity_inputs() {
   std::vector<ParityInput> inputs;
   auto gen = at::detail::createCPUGenerator(20261129);
   for (const std::int64_t batch : {1, 4}) {
-    const at::Tensor x = at::rand({batch, 3, 112, 112}, gen) * 2 - 1;
-    inputs.push_back({fmt::format("random [-1, 1] x{}", batch), x, x * 127.5 + 127.5});
+    const auto& p = models::kPreprocessing;
+    const at::Tensor x = at::rand({batch, 3, p.size, p.size}, gen) * 2 - 1;
+    inputs.push_back({fmt::format("random [-1, 1] x{}", batch), x, x * p.std + p.mean});
   }
   data::JpegCodec codec;
   std::vector<at::Tensor> faces;

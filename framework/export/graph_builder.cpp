@@ -8,6 +8,7 @@
 #include "framework/core/error.h"
 #include "models/iresnet.h"
 #include "models/mobilefacenet.h"
+#include "models/preprocessing.h"
 
 namespace facetrain::exporting {
 namespace {
@@ -151,8 +152,9 @@ Graph build_graph(const models::BackboneImpl& backbone, const GraphOptions& opti
   Builder builder(graph);
   std::string x = graph.input;
   if (options.normalize_in_graph) {
-    graph.initializers.push_back({"input_mean", {1}, {127.5f}});
-    graph.initializers.push_back({"input_scale", {1}, {static_cast<float>(1.0 / 127.5)}});
+    const models::Preprocessing& p = models::kPreprocessing;
+    graph.initializers.push_back({"input_mean", {1}, {static_cast<float>(p.mean)}});
+    graph.initializers.push_back({"input_scale", {1}, {static_cast<float>(1.0 / p.std)}});
     graph.add_node(Op::kSub, {x, "input_mean"}, "data_centered");
     graph.add_node(Op::kMul, {"data_centered", "input_scale"}, "data_normalized");
     x = "data_normalized";

@@ -8,7 +8,6 @@
 #include <cmath>
 #include <functional>
 
-#include "framework/config/config.h"
 #include "framework/core/error.h"
 #include "losses/ada_face_head.h"
 #include "losses/combined_margin_head.h"
@@ -258,22 +257,17 @@ TEST(MarginHeadTest, InvalidParametersAreConfigErrors) {
   }
 }
 
-TEST(MarginHeadTest, FactoryBuildsTheConfiguredHead) {
-  Config cfg;
-  cfg.apply_override("loss.margin_list=1.0,0.0,0.4");
-  auto cosface = make_margin_head(cfg);
+TEST(MarginHeadTest, FactoryBuildsTheSpecifiedHead) {
+  auto cosface = make_margin_head(MarginHeadSpec().margins({1.0, 0.0, 0.4}));
   EXPECT_NE(dynamic_cast<CombinedMarginHeadImpl*>(cosface.get()), nullptr);
   EXPECT_NEAR(head_loss(*cosface, four_centres()), 49.025626, 1e-5);
   for (const char* name : {"softmax", "curricular", "subcenter", "adaface", "magface"}) {
-    cfg.apply_override(std::string("loss.head=") + name);
-    EXPECT_NE(make_margin_head(cfg), nullptr) << name;
+    EXPECT_NE(make_margin_head(MarginHeadSpec().kind(name)), nullptr) << name;
   }
-  cfg.apply_override("loss.head=subcenter");
-  cfg.apply_override("loss.subcenter_k=4");
-  EXPECT_EQ(make_margin_head(cfg)->centres_per_class(), 4);
-  cfg.apply_override("loss.head=combined");
-  cfg.apply_override("loss.margin_list=0.5,0.5,0");
-  EXPECT_THROW(make_margin_head(cfg), ConfigError);
+  EXPECT_EQ(make_margin_head(MarginHeadSpec().kind("subcenter").subcenter_k(4))->centres_per_class(),
+            4);
+  EXPECT_THROW(make_margin_head(MarginHeadSpec().margins({0.5, 0.5, 0.0})), ConfigError);
+  EXPECT_THROW(make_margin_head(MarginHeadSpec().kind("arcface2")), ConfigError);
 }
 
 }  // namespace

@@ -88,7 +88,7 @@ TEST_P(PartialFcParity, MatchesSingleProcessFullSoftmax) {
                            .sample_rate(1.0)
                            .seed(3)
                            .dtype(at::kDouble)
-                           .optimizer(losses::FcOptimizerOptions().momentum(0.9).weight_decay(0));
+                           .optimizer(OptimizerOptions().momentum(0.9).weight_decay(0));
   // The single-process centres: the same initialisation at world 1.
   auto local = std::make_shared<dist::LocalCommunicator>();
   losses::PartialFC whole(options, param.head(), local);
@@ -206,7 +206,7 @@ TEST(PartialFcSampling, SparseAdamWLeavesOtherRowsAlone) {
           .num_classes(200)
           .embedding_size(kDim)
           .sample_rate(0.2)
-          .optimizer(losses::FcOptimizerOptions().kind("adamw").weight_decay(0.05));
+          .optimizer(OptimizerOptions().kind(OptimizerKind::kAdamW).weight_decay(0.05));
   losses::PartialFC fc(options, std::make_shared<losses::CombinedMarginHeadImpl>(64, 1, 0.5, 0),
                        comm);
   const at::Tensor before = fc.weight().clone();
