@@ -1,6 +1,5 @@
 #include "models/backbone.h"
 
-#include <ATen/autocast_mode.h>
 #include <fmt/format.h>
 #include <torch/nn.h>
 
@@ -13,12 +12,85 @@
 
 namespace facetrain::models {
 
-std::vector<std::string> backbone_names() {
-  return {"iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200", "mbf"};
+namespace {
+
+using Factory = std::shared_ptr<BackboneImpl> (*)(const std::string& name,
+                                                  const BackboneOptions& options);
+
+struct Entry {
+  BackboneInfo info;
+  Factory make;
+};
+
+// IResNet with blocks (A, B, C, D) in its four stages.
+template <std::int64_t A, std::int64_t B, std::int64_t C, std::int64_t D>
+std::shared_ptr<BackboneImpl> iresnet(const std::string& name, const BackboneOptions& options) {
+  return std::make_shared<IResNetImpl>(name, std::array<std::int64_t, 4>{A, B, C, D}, options);
 }
+
+std::shared_ptr<BackboneImpl> mobilefacenet(const std::string&, const BackboneOptions& options) {
+  return std::make_shared<MobileFaceNetImpl>(options);
+}
+
+const std::vector<Entry>& entries() {
+  static const std::vector<Entry> table = {
+      {{"iresnet18", {"r18"}, "IResNet-18 (insightface)"}, &iresnet<2, 2, 2, 2>},
+      {{"iresnet34", {"r34"}, "IResNet-34"}, &iresnet<3, 4, 6, 3>},
+      {{"iresnet50", {"r50"}, "IResNet-50"}, &iresnet<3, 4, 14, 3>},
+      {{"iresnet100", {"r100"}, "IResNet-100"}, &iresnet<3, 13, 30, 3>},
+      {{"iresnet200", {"r200"}, "IResNet-200"}, &iresnet<6, 26, 60, 6>},
+      {{"mbf", {}, "MobileFaceNet (arcface_torch's own name)"}, &mobilefacenet},
+  };
+  return table;
+}
+
+const Entry& find_entry(const std::string& name) {
+  for (const auto& e : entries()) {
+    if (e.info.name == name) return e;
+    for (const auto& alias : e.info.aliases) {
+      if (alias == name) return e;
+    }
+  }
+  std::vector<std::string> all;
+  for (const auto& e : entries()) {
+    all.push_back(e.info.name);
+    all.insert(all.end(), e.info.aliases.begin(), e.info.aliases.end());
+  }
+  throw ConfigError(fmt::format("unknown network '{}': known networks are {} (did you mean '{}'?)",
+                                name, join(backbone_names(), ", "), nearest_word(name, all)));
+}
+
+}  // namespace
+
+const std::vector<BackboneInfo>& backbone_registry() {
+  static const std::vector<BackboneInfo> infos = [] {
+    std::vector<BackboneInfo> out;
+    for (const auto& e : entries()) out.push_back(e.info);
+    return out;
+  }();
+  return infos;
+}
+
+std::vector<std::string> backbone_names() {
+  std::vector<std::string> out;
+  for (const auto& e : entries()) out.push_back(e.info.name);
+  return out;
+}
+
+std::string backbone_names_help() {
+  std::vector<std::string> names, aliases;
+  for (const auto& e : entries()) {
+    names.push_back(e.info.name);
+    aliases.insert(aliases.end(), e.info.aliases.begin(), e.info.aliases.end());
+  }
+  return fmt::format("{} (or arcface_torch's {})", join(names, ", "), join(aliases, ", "));
+}
+
+std::string canonical_backbone_name(const std::string& name) { return find_entry(name).info.name; }
 
 std::shared_ptr<BackboneImpl> make_backbone(const std::string& name,
                                             const BackboneOptions& options) {
+  const Entry& entry = find_entry(name);
   if (options.embedding_size() < 1) {
     throw ConfigError(fmt::format("backbone {}: embedding_size = {}: must be >= 1", name,
                                   options.embedding_size()));
@@ -27,20 +99,7 @@ std::shared_ptr<BackboneImpl> make_backbone(const std::string& name,
     throw ConfigError(
         fmt::format("backbone {}: dropout = {}: must be in [0, 1)", name, options.dropout()));
   }
-  if (name == "iresnet18")
-    return std::make_shared<IResNetImpl>(name, std::array<std::int64_t, 4>{2, 2, 2, 2}, options);
-  if (name == "iresnet34")
-    return std::make_shared<IResNetImpl>(name, std::array<std::int64_t, 4>{3, 4, 6, 3}, options);
-  if (name == "iresnet50")
-    return std::make_shared<IResNetImpl>(name, std::array<std::int64_t, 4>{3, 4, 14, 3}, options);
-  if (name == "iresnet100")
-    return std::make_shared<IResNetImpl>(name, std::array<std::int64_t, 4>{3, 13, 30, 3}, options);
-  if (name == "iresnet200")
-    return std::make_shared<IResNetImpl>(name, std::array<std::int64_t, 4>{6, 26, 60, 6}, options);
-  if (name == "mbf") return std::make_shared<MobileFaceNetImpl>(options);
-  throw ConfigError(fmt::format("unknown network '{}': known networks are {} (did you mean '{}'?)",
-                                name, join(backbone_names(), ", "),
-                                nearest_word(name, backbone_names())));
+  return entry.make(entry.info.name, options);
 }
 
 std::int64_t parameter_count(const torch::nn::Module& module) {
@@ -50,15 +109,6 @@ std::int64_t parameter_count(const torch::nn::Module& module) {
 }
 
 namespace detail {
-
-AutocastOff::AutocastOff(c10::DeviceType device_type)
-    : device_type_(device_type), was_enabled_(at::autocast::is_autocast_enabled(device_type)) {
-  if (was_enabled_) at::autocast::set_autocast_enabled(device_type_, false);
-}
-
-AutocastOff::~AutocastOff() {
-  if (was_enabled_) at::autocast::set_autocast_enabled(device_type_, true);
-}
 
 at::Tensor to_float32_if_reduced(const at::Tensor& x) {
   const auto t = x.scalar_type();

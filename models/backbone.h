@@ -28,11 +28,27 @@ class BackboneImpl : public torch::nn::Module {
   virtual std::string network() const = 0;
 };
 
+// The backbone registry: every network facetrain trains, evaluates and exports, by its name and
+// arcface_torch's (get_model's) aliases. The configuration (model.network), the CLI's --network
+// and the checkpoint and weight loaders all resolve names here.
+struct BackboneInfo {
+  std::string name;                  // facetrain's name (what network() returns)
+  std::vector<std::string> aliases;  // arcface_torch's names for it
+  std::string description;
+};
+const std::vector<BackboneInfo>& backbone_registry();
+
 // The registered names: iresnet18, iresnet34, iresnet50, iresnet100, iresnet200, mbf.
 std::vector<std::string> backbone_names();
+// The names and aliases in one line, for help texts.
+std::string backbone_names_help();
 
-// A new backbone with insightface's initialisation. An unknown name throws ConfigError listing
-// the known ones; invalid options throw ConfigError naming the option.
+// The registered name of `name` (itself or an alias: r50 → iresnet50). An unknown name throws
+// ConfigError listing the known ones and the nearest.
+std::string canonical_backbone_name(const std::string& name);
+
+// A new backbone with insightface's initialisation; `name` may be an alias. An unknown name
+// throws ConfigError listing the known ones; invalid options throw ConfigError naming the option.
 std::shared_ptr<BackboneImpl> make_backbone(const std::string& name,
                                             const BackboneOptions& options = {});
 
@@ -40,20 +56,6 @@ std::shared_ptr<BackboneImpl> make_backbone(const std::string& name,
 std::int64_t parameter_count(const torch::nn::Module& module);
 
 namespace detail {
-
-// Runs the enclosed code with autocast off for `device_type`, restoring the previous state on
-// exit: the embedding heads stay in float32 inside an autocast region.
-class AutocastOff {
- public:
-  explicit AutocastOff(c10::DeviceType device_type);
-  ~AutocastOff();
-  AutocastOff(const AutocastOff&) = delete;
-  AutocastOff& operator=(const AutocastOff&) = delete;
-
- private:
-  c10::DeviceType device_type_;
-  bool was_enabled_;
-};
 
 // `x` in float32 when it is float16 or bfloat16 (autocast output); unchanged otherwise.
 at::Tensor to_float32_if_reduced(const at::Tensor& x);

@@ -60,10 +60,7 @@ LoadedBackbone load_backbone(const std::string& checkpoint, const std::string& w
     out.weights = weights;
     out.network = network;
   }
-  const auto known = backbone_names();
-  if (std::find(known.begin(), known.end(), out.network) == known.end()) {
-    make_backbone(out.network);  // throws the unknown-network error with the list
-  }
+  out.network = canonical_backbone_name(out.network);
   const auto state = read_state_dict(out.weights);
   out.backbone = make_backbone(
       out.network, BackboneOptions().embedding_size(

@@ -3,6 +3,7 @@
 #include "framework/cli/commands.h"
 #include "framework/config/config.h"
 #include "framework/core/strings.h"
+#include "models/backbone.h"
 
 namespace facetrain::cli {
 
@@ -32,6 +33,7 @@ void print_keys_markdown() {
                to_toml_value(k.default_value), constraint_text(k),
                k.arcface_key.empty() ? std::string("—") : "`" + k.arcface_key + "`", k.help);
   }
+  fmt::print("\nBackbones (`model.network`, `--network`): {}.\n", models::backbone_names_help());
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "framework/cli/commands.h"
 #include "framework/core/error.h"
 #include "framework/log/logger.h"
+#include "models/backbone.h"
 
 namespace facetrain::cli {
 
@@ -33,7 +34,8 @@ void add_backbone_options(CLI::App* sub, std::string& checkpoint, std::string& w
                             "names")
                 ->check(CLI::ExistingFile);
   auto* n =
-      sub->add_option("--network", network, "Backbone of --weights: iresnet18/34/50/100/200 or mbf");
+      sub->add_option("--network", network,
+                      "Backbone of --weights: " + models::backbone_names_help());
   c->excludes(w)->excludes(n);
 }
 

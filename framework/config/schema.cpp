@@ -50,9 +50,9 @@ ConfigSchema::ConfigSchema() {
   margins.length = 3;
   keys_ = {
       // model
-      one_of(key("model.network", S, std::string("iresnet50"), "network",
-                 "backbone: iresnet18/34/50/100/200 or mbf (MobileFaceNet)"),
-             {"iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200", "mbf"}),
+      key("model.network", S, std::string("iresnet50"), "network",
+          "backbone: a name or arcface_torch alias of the backbone registry (listed below the "
+          "table)"),
       at_least(key("model.embedding_size", I, int64_t{512}, "embedding_size",
                    "length of the face embedding"),
                1),
@@ -112,9 +112,9 @@ ConfigSchema::ConfigSchema() {
       between(key("optim.momentum", F, 0.9, "momentum", "SGD momentum"), 0.0, 1.0, false, true),
       at_least(key("optim.weight_decay", F, 5e-4, "weight_decay", "L2 weight decay"), 0.0),
       one_of(key("optim.lr_schedule", S, std::string("poly"), "",
-                 "poly (arcface_torch's PolyScheduler) or cosine, both after a linear warmup"),
+                 "poly (arcface_torch's PolynomialLRWarmup) or cosine, both after a linear warmup"),
              {"poly", "cosine"}),
-      at_least(key("optim.poly_power", F, 2.0, "", "exponent of the polynomial decay"), 0.0, true),
+      at_least(key("optim.poly_power", F, 1.0, "", "exponent of the polynomial decay (arcface_torch's: 1, linear)"), 0.0, true),
       at_least(key("optim.warmup_epoch", F, 0.0, "warmup_epoch", "epochs of linear warmup"), 0.0),
       at_least(key("optim.clip_grad_norm", F, 5.0, "",
                    "backbone gradient-norm clip (arcface_torch fixes it at 5); 0 disables"),
