@@ -115,17 +115,18 @@ std::vector<FcFile> fc_files(const fs::path& dir, std::int64_t num_classes) {
   return files;
 }
 
-// The step-NNNNNNN folders of a checkpoints folder, oldest first.
-std::vector<fs::path> step_folders(const fs::path& root) {
-  std::vector<fs::path> steps;
-  static const std::regex pattern(R"(step-\d{7,})");
+// The step-NNNNNNN folders of a checkpoints folder by step number, oldest first (by number, so
+// step-10000000 follows step-9999999).
+std::map<std::int64_t, fs::path> step_folders(const fs::path& root) {
+  std::map<std::int64_t, fs::path> steps;
+  static const std::regex pattern(R"(step-(\d{7,18}))");
   for (const auto& entry : fs::directory_iterator(root)) {
-    if (entry.is_directory() && !entry.is_symlink() &&
-        std::regex_match(entry.path().filename().string(), pattern)) {
-      steps.push_back(entry.path());
+    std::smatch m;
+    const std::string name = entry.path().filename().string();
+    if (entry.is_directory() && !entry.is_symlink() && std::regex_match(name, m, pattern)) {
+      steps.emplace(std::stoll(m[1].str()), entry.path());
     }
   }
-  std::sort(steps.begin(), steps.end());
   return steps;
 }
 
@@ -134,7 +135,7 @@ std::vector<fs::path> step_folders(const fs::path& root) {
 void save_checkpoint(const fs::path& run_dir, const TrainState& state,
                      models::BackboneImpl& backbone, torch::optim::Optimizer& optimizer,
                      const losses::PartialFC& fc, const Config& config, dist::Communicator& comm,
-                     std::int64_t keep) {
+                     const CheckpointPolicy& policy) {
   const fs::path root = run_dir / "checkpoints";
   const std::string name = step_name(state.step);
   const fs::path tmp = root / ("." + name + ".tmp");
@@ -171,9 +172,11 @@ void save_checkpoint(const fs::path& run_dir, const TrainState& state,
     fs::rename(link_tmp, root / "latest");
     fsync_dir(root);
     fs::remove_all(old);
-    const std::vector<fs::path> steps = step_folders(root);
-    for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < steps.size(); ++i) {
-      if (steps[i] != final_dir) fs::remove_all(steps[i]);
+    const auto steps = step_folders(root);
+    std::vector<std::int64_t> numbers;
+    for (const auto& [number, dir] : steps) numbers.push_back(number);
+    for (const std::int64_t number : policy.retired(numbers, state.step)) {
+      fs::remove_all(steps.at(number));
     }
     log::info("checkpoint {} written", final_dir.string());
   }
@@ -222,9 +225,9 @@ std::optional<fs::path> find_resume_checkpoint(const fs::path& run_dir, const st
   }
   const fs::path root = run_dir / "checkpoints";
   if (!fs::is_directory(root)) return std::nullopt;
-  const std::vector<fs::path> steps = step_folders(root);
+  const auto steps = step_folders(root);
   for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
-    const fs::path& dir = *it;
+    const fs::path& dir = it->second;
     const std::string problem = checkpoint_problem(dir, backbone, num_classes);
     if (problem.empty()) return dir;
     log::warn("skipping damaged checkpoint {}: {}", dir.string(), problem);

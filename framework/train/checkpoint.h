@@ -9,6 +9,7 @@
 
 #include "framework/config/config.h"
 #include "framework/distributed/communicator.h"
+#include "framework/train/checkpoint_policy.h"
 #include "losses/partial_fc.h"
 #include "models/backbone.h"
 
@@ -37,12 +38,12 @@ struct TrainState {
 //   config.toml   the run's resolved configuration
 // Written collectively into .step-NNNNNNN.tmp (each rank its fc file, rank 0 the rest, every
 // file fsynced), renamed into place by rank 0, then `latest` (a symbolic link) is switched
-// atomically and all but the newest `keep` step folders are removed. A crash at any point leaves
+// atomically and the step folders `policy` retires are removed. A crash at any point leaves
 // the previous checkpoints and `latest` intact.
 void save_checkpoint(const std::filesystem::path& run_dir, const TrainState& state,
                      models::BackboneImpl& backbone, torch::optim::Optimizer& optimizer,
                      const losses::PartialFC& fc, const Config& config, dist::Communicator& comm,
-                     std::int64_t keep);
+                     const CheckpointPolicy& policy);
 
 // Problems of a checkpoint folder (missing or unreadable files, FC files not covering
 // [0, num_classes) exactly, a backbone that does not fit `backbone`), or empty when it is
