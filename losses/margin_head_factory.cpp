@@ -33,9 +33,10 @@ std::shared_ptr<MarginHeadImpl> make_margin_head(const MarginHeadSpec& spec) {
     return std::make_shared<MagFaceHeadImpl>(
         MagFaceOptions(spec.magface()).scale(s).interclass_filtering_threshold(t));
   }
-  throw ConfigError(fmt::format("loss.head = \"{}\": unknown head (expected combined, softmax, "
-                                "curricular, subcenter, adaface or magface)",
-                                head));
+  throw ConfigError(
+      fmt::format("loss.head = \"{}\": unknown head (expected combined, softmax, "
+                  "curricular, subcenter, adaface or magface)",
+                  head));
 }
 
 at::Tensor margin_softmax_loss(MarginHeadImpl& head, const HeadInput& input) {

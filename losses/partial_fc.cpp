@@ -126,8 +126,7 @@ PartialFC::PartialFC(const PartialFCOptions& options, std::shared_ptr<MarginHead
                      std::shared_ptr<dist::Communicator> comm)
     : options_(options), head_(std::move(head)), comm_(std::move(comm)) {
   if (options_.num_classes() <= 0) {
-    throw ConfigError(
-        fmt::format("data.num_classes = {}: must be > 0", options_.num_classes()));
+    throw ConfigError(fmt::format("data.num_classes = {}: must be > 0", options_.num_classes()));
   }
   if (options_.embedding_size() <= 0) {
     throw ConfigError(
@@ -143,8 +142,8 @@ PartialFC::PartialFC(const PartialFCOptions& options, std::shared_ptr<MarginHead
   num_sample_ = std::max<std::int64_t>(
       1, static_cast<std::int64_t>(options_.sample_rate() * static_cast<double>(range_.size())));
   all_rows_ = options_.sample_rate() >= 1.0;
-  weight_ = initial_centres(options_.seed(), range_, k_, options_.embedding_size())
-                .to(options_.dtype());
+  weight_ =
+      initial_centres(options_.seed(), range_, k_, options_.embedding_size()).to(options_.dtype());
   if (opt.kind() == OptimizerKind::kSgd) {
     slot1_ = at::zeros_like(weight_);
   } else {
@@ -167,9 +166,9 @@ at::Tensor PartialFC::sample(const at::Tensor& local_labels, std::int64_t step) 
       std::get<0>(at::_unique(local_labels.masked_select(local_labels.ge(0)).cpu(), true));
   const std::int64_t count = std::max(num_sample_, positive.numel());
   if (count >= n) return at::arange(n, at::kLong);
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(mix64(
-      options_.seed() ^ mix64(static_cast<std::uint64_t>(step) * 0x10000 +
-                              static_cast<std::uint64_t>(comm_->rank()))));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(
+      mix64(options_.seed() ^ mix64(static_cast<std::uint64_t>(step) * 0x10000 +
+                                    static_cast<std::uint64_t>(comm_->rank()))));
   at::Tensor score = at::rand({n}, gen);
   // Positives score 2, above every uniform draw, so they are always among the top `count`.
   score.index_fill_(0, positive, 2.0);
@@ -204,10 +203,10 @@ at::Tensor PartialFC::forward(const at::Tensor& embeddings, const at::Tensor& la
   for (std::size_t r = 0; r < rows.size(); ++r) {
     rows[r] = reports[3 * r];
     if (reports[3 * r + 1] < 0) continue;
-    throw DataError(fmt::format("PartialFC: rank {}: label {} at batch position {} out of range "
-                                "[0, {})",
-                                r, reports[3 * r + 2], reports[3 * r + 1],
-                                options_.num_classes()));
+    throw DataError(
+        fmt::format("PartialFC: rank {}: label {} at batch position {} out of range "
+                    "[0, {})",
+                    r, reports[3 * r + 2], reports[3 * r + 1], options_.num_classes()));
   }
   // The labels themselves travel on the host too (a few bytes per sample), so the sampling
   // below needs nothing back from the device.
@@ -234,14 +233,12 @@ at::Tensor PartialFC::forward(const at::Tensor& embeddings, const at::Tensor& la
   }
   // A leaf of its own per forward: the whole shard shares the centres' storage (updated in place
   // only in step(), after backward), a sample is a gathered copy.
-  at::Tensor sub_weight = (all_rows_ ? weight_.detach() : weight_.index_select(0, rows_))
-                              .requires_grad_(true);
+  at::Tensor sub_weight =
+      (all_rows_ ? weight_.detach() : weight_.index_select(0, rows_)).requires_grad_(true);
   pending_.emplace_back(rows_, sub_weight);
   const at::Tensor x = all_embeddings.to(sub_weight.scalar_type());
   const at::Tensor norms = x.norm(2, {1});
-  const at::Tensor cosine =
-      at::linear(l2_normalize(x), l2_normalize(sub_weight))
-          .clamp(-1.0, 1.0);
+  const at::Tensor cosine = at::linear(l2_normalize(x), l2_normalize(sub_weight)).clamp(-1.0, 1.0);
   const HeadInput input{cosine, head_labels, norms};
   const at::Tensor logits = head_->forward(input);
   at::Tensor loss = distributed_cross_entropy(logits, head_labels, *comm_);
@@ -355,8 +352,7 @@ void PartialFC::load_state(const std::map<std::string, at::Tensor>& state, Class
                            const std::string& source) {
   if (covered.lo > range_.lo || covered.hi < range_.hi) {
     throw CheckpointError(fmt::format("{}: holds classes [{}, {}), rank {} needs [{}, {})", source,
-                                      covered.lo, covered.hi, comm_->rank(), range_.lo,
-                                      range_.hi));
+                                      covered.lo, covered.hi, comm_->rank(), range_.lo, range_.hi));
   }
   auto current = this->state();
   std::map<std::string, at::Tensor> loaded;

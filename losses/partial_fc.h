@@ -111,10 +111,10 @@ class PartialFC {
   ClassRange range_;
   std::int64_t k_ = 1;
   std::int64_t num_sample_ = 0;
-  at::Tensor weight_;                  // [rows, d]
-  at::Tensor slot1_, slot2_, steps_;   // momentum | exp_avg, exp_avg_sq, per-row step counts
-  at::Tensor sampled_;                 // local classes of the last forward
-  at::Tensor rows_;                    // their rows (K per class)
+  at::Tensor weight_;                 // [rows, d]
+  at::Tensor slot1_, slot2_, steps_;  // momentum | exp_avg, exp_avg_sq, per-row step counts
+  at::Tensor sampled_;                // local classes of the last forward
+  at::Tensor rows_;                   // their rows (K per class)
   // Per forward since the last step: its rows (undefined: all rows) and the leaf whose gradient
   // step() applies.
   std::vector<std::pair<at::Tensor, at::Tensor>> pending_;

@@ -86,7 +86,9 @@ std::string backbone_names_help() {
   return fmt::format("{} (or arcface_torch's {})", join(names, ", "), join(aliases, ", "));
 }
 
-std::string canonical_backbone_name(const std::string& name) { return find_entry(name).info.name; }
+std::string canonical_backbone_name(const std::string& name) {
+  return find_entry(name).info.name;
+}
 
 std::shared_ptr<BackboneImpl> make_backbone(const std::string& name,
                                             const BackboneOptions& options) {

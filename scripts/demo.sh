@@ -9,7 +9,7 @@ here=$(dirname "${BASH_SOURCE[0]}")
 bash "$here/setup.sh"
 bash "$here/build.sh" --target facetrain  # only what the demo runs; tests build in test.sh
 source "$here/env.sh"
-bin="$FACETRAIN_BUILD/framework/cli/facetrain"
+bin="$FACETRAIN_BUILD/app/cli/facetrain"
 out="$FACETRAIN_ROOT/runs/demo"
 mpirun=(mpirun -np 2 --mca btl self,vader,tcp --mca btl_tcp_if_include lo
   --mca oob_tcp_if_include lo --mca btl_vader_single_copy_mechanism none)

@@ -38,7 +38,7 @@ ctest --test-dir "$build" -R 'nccl_communicator|partial_fc_test_np1' --output-on
   > "$out/ctest.log" 2>&1
 tests=$?
 grep -E "SKIPPED|needs one CUDA|tests passed|Failed" "$out/ctest.log" | tee -a "$out/gpu.txt"
-FACETRAIN_BIN=$build/framework/cli/facetrain FACETRAIN_BENCH_DIR=$out/bench FACETRAIN_PYTHON=$python \
+FACETRAIN_BIN=$build/app/cli/facetrain FACETRAIN_BENCH_DIR=$out/bench FACETRAIN_PYTHON=$python \
   bash "$root/tests/bench/train_bench.sh" --gpu --steps "${GPU_BENCH_STEPS:-20}" 2>&1 | tee -a "$out/gpu.txt"
 bench=${PIPESTATUS[0]}
 set -e

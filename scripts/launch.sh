@@ -12,7 +12,7 @@
 #   --max-restarts N  when the job fails, relaunch it with --resume auto up to N times
 #   --dry-run         print the launch command and exit
 # NCCL_*, CUDA_VISIBLE_DEVICES, OMP_NUM_THREADS and FACETRAIN_* are passed to every process.
-# FACETRAIN_BIN overrides the binary (default: the build's framework/cli/facetrain).
+# FACETRAIN_BIN overrides the binary (default: the build's app/cli/facetrain).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 np="" hostfile="" gpus="" slurm=0 restarts=0 dry=0
@@ -33,7 +33,7 @@ done
 for n in "$np" "$gpus" "$restarts"; do
   [[ -z "$n" || "$n" =~ ^[0-9]+$ ]] || { echo "launch.sh: '$n' is not a count" >&2; exit 2; }
 done
-bin=${FACETRAIN_BIN:-${FACETRAIN_BUILD:-$here/../build}/framework/cli/facetrain}
+bin=${FACETRAIN_BIN:-${FACETRAIN_BUILD:-$here/../build}/app/cli/facetrain}
 [ -x "$bin" ] || { echo "launch.sh: $bin not found; run scripts/build.sh (or set FACETRAIN_BIN)" >&2; exit 2; }
 if [ -z "$gpus" ]; then
   gpus=$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true)

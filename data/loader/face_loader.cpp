@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "data/image/jpeg_codec.h"
+#include "data/image/face_images.h"
 #include "framework/core/compute_threads.h"
 #include "framework/core/error.h"
 #include "framework/core/mix.h"
@@ -100,7 +100,7 @@ Batch FaceLoader::build(std::int64_t epoch, std::int64_t step, std::int64_t firs
   batch.images = at::empty({count, manifest.image_height, manifest.image_width, 3}, at::kByte);
   batch.labels = at::empty({count}, at::kLong);
   batch.indices = at::empty({count}, at::kLong);
-  JpegCodec codec;
+  FaceDecoder decoder(manifest.image_height, manifest.image_width, /*jpeg_only=*/true);
   std::vector<std::uint8_t> bytes;
   const auto* perm = permutation_.data_ptr<std::int64_t>();
   const auto* labels = dataset_->labels().data_ptr<std::int32_t>();
@@ -117,7 +117,7 @@ Batch FaceLoader::build(std::int64_t epoch, std::int64_t step, std::int64_t firs
     try {
       dataset_->read(index, bytes);
       // The sample is described only when it fails: formatting it for every image costs.
-      codec.decode_into(bytes.data(), bytes.size(), pixels, width, height, "");
+      decoder.decode_into(bytes, pixels, "");
     } catch (const DataError& e) {
       if (!options_.skip_corrupt) {
         throw DataError(fmt::format("{}{}", dataset_->describe(index), e.what()));

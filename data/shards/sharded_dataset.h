@@ -57,6 +57,7 @@ class ShardedDataset {
   ShardedDataset(const ShardedDataset&) = delete;
   ShardedDataset& operator=(const ShardedDataset&) = delete;
 
+  const std::filesystem::path& dir() const { return dir_; }
   const Manifest& manifest() const { return manifest_; }
   std::int64_t size() const { return manifest_.num_samples; }
   std::int64_t num_classes() const { return manifest_.num_classes; }

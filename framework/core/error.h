@@ -6,7 +6,7 @@
 namespace facetrain {
 
 // The root of facetrain's exceptions. Every message names the thing that failed (file, key, index,
-// rank), what was expected and what was found. Only framework/cli turns these into exit codes:
+// rank), what was expected and what was found. Only app/cli turns these into exit codes:
 // UsageError and ConfigError exit 2, every other Error exits 1.
 class Error : public std::runtime_error {
  public:

@@ -11,7 +11,7 @@
 #include <chrono>
 #include <numeric>
 
-#include "framework/eval/verification.h"
+#include "app/eval/verification.h"
 
 namespace {
 

@@ -8,8 +8,8 @@
 
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
-#include <torch/script.h>
 #include <torch/nn.h>
+#include <torch/script.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -19,10 +19,10 @@
 #include <map>
 #include <sstream>
 
-#include "framework/export/exporter.h"
-#include "framework/export/graph_builder.h"
-#include "framework/export/onnx_writer.h"
-#include "framework/export/torchscript_writer.h"
+#include "app/export/exporter.h"
+#include "app/export/graph_builder.h"
+#include "app/export/onnx_writer.h"
+#include "app/export/torchscript_writer.h"
 #include "models/backbone.h"
 
 namespace {

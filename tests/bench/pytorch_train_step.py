@@ -2,7 +2,7 @@
 way arcface_torch trains (DDP for the backbone over gloo on the CPU, embeddings all-gathered with
 an autograd all-gather, the rank's shard of the class centres, the combined-margin head,
 softmax cross-entropy computed across ranks, gradient-norm clip 5, SGD with momentum for the
-backbone and the classifier), on the same backbone definition (insightface's, in tests/export),
+backbone and the classifier), on the same backbone definition (insightface's, in tests/app/export),
 the same images (a facetrain dataset's JPEGs, decoded once up front so that this side does no
 decoding at all) and the same global batch.
 
@@ -29,7 +29,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "export"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "app", "export"))
 from insightface_backbones import get_model  # noqa: E402
 
 

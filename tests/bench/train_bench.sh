@@ -12,7 +12,7 @@
 #        (FACETRAIN_BIN, FACETRAIN_MPIRUN, FACETRAIN_PYTHON may be set)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-bin=${FACETRAIN_BIN:-${FACETRAIN_BUILD:-$here/build}/framework/cli/facetrain}
+bin=${FACETRAIN_BIN:-${FACETRAIN_BUILD:-$here/build}/app/cli/facetrain}
 python=${FACETRAIN_PYTHON:-${FACETRAIN_VENV:-/opt/facetrain/venv}/bin/python}
 mpirun=${FACETRAIN_MPIRUN:-mpirun --allow-run-as-root --oversubscribe --mca btl self,vader,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo --mca btl_vader_single_copy_mechanism none}
 gpu=0 steps=12 layouts=1x2,2x1,1x1 rounds=1

@@ -264,8 +264,8 @@ TEST(MarginHeadTest, FactoryBuildsTheSpecifiedHead) {
   for (const char* name : {"softmax", "curricular", "subcenter", "adaface", "magface"}) {
     EXPECT_NE(make_margin_head(MarginHeadSpec().kind(name)), nullptr) << name;
   }
-  EXPECT_EQ(make_margin_head(MarginHeadSpec().kind("subcenter").subcenter_k(4))->centres_per_class(),
-            4);
+  EXPECT_EQ(
+      make_margin_head(MarginHeadSpec().kind("subcenter").subcenter_k(4))->centres_per_class(), 4);
   EXPECT_THROW(make_margin_head(MarginHeadSpec().margins({0.5, 0.5, 0.0})), ConfigError);
   EXPECT_THROW(make_margin_head(MarginHeadSpec().kind("arcface2")), ConfigError);
 }

@@ -116,9 +116,8 @@ TEST_P(PartialFcParity, MatchesSingleProcessFullSoftmax) {
   // One SGD step of the classifier: momentum starts at 0, so w − lr·grad.
   const double lr = 0.5;
   fc.step(lr);
-  const at::Tensor expected =
-      centres.narrow(0, range.lo * k, range.size() * k) -
-      lr * ref.centres_grad.narrow(0, range.lo * k, range.size() * k);
+  const at::Tensor expected = centres.narrow(0, range.lo * k, range.size() * k) -
+                              lr * ref.centres_grad.narrow(0, range.lo * k, range.size() * k);
   EXPECT_LE(max_rel_error(fc.weight(), expected), 1e-10);
 
   // After the backbone's step every rank holds bitwise the same weights.
@@ -190,8 +189,8 @@ TEST(PartialFcSampling, PositivesSampledCountRightUnsampledRowsUnchanged) {
     untouched.index_fill_(0, sampled, false);
     const at::Tensor idx = untouched.nonzero().squeeze(1);
     EXPECT_TRUE(fc.weight().index_select(0, idx).equal(before.index_select(0, idx)));
-    EXPECT_TRUE(fc.state().at("momentum").index_select(0, idx).equal(
-        momentum_before.index_select(0, idx)));
+    EXPECT_TRUE(
+        fc.state().at("momentum").index_select(0, idx).equal(momentum_before.index_select(0, idx)));
     // Sampled rows moved (weight decay alone changes every one of them).
     EXPECT_FALSE(fc.weight().index_select(0, sampled).equal(before.index_select(0, sampled)));
   }
@@ -202,11 +201,8 @@ TEST(PartialFcSampling, PositivesSampledCountRightUnsampledRowsUnchanged) {
 TEST(PartialFcSampling, SparseAdamWLeavesOtherRowsAlone) {
   auto comm = test::world();
   const auto options =
-      losses::PartialFCOptions()
-          .num_classes(200)
-          .embedding_size(kDim)
-          .sample_rate(0.2)
-          .optimizer(OptimizerOptions().kind(OptimizerKind::kAdamW).weight_decay(0.05));
+      losses::PartialFCOptions().num_classes(200).embedding_size(kDim).sample_rate(0.2).optimizer(
+          OptimizerOptions().kind(OptimizerKind::kAdamW).weight_decay(0.05));
   losses::PartialFC fc(options, std::make_shared<losses::CombinedMarginHeadImpl>(64, 1, 0.5, 0),
                        comm);
   const at::Tensor before = fc.weight().clone();
@@ -231,11 +227,9 @@ TEST(PartialFcErrors, FewerClassesThanRanks) {
     losses::PartialFC(options, std::make_shared<losses::CombinedMarginHeadImpl>(64, 1, 0.5, 0),
                       comm);
   });
-  EXPECT_NE(message.find(fmt::format("data.num_classes = {}", comm->size() - 1)),
-            std::string::npos)
+  EXPECT_NE(message.find(fmt::format("data.num_classes = {}", comm->size() - 1)), std::string::npos)
       << message;
-  EXPECT_NE(message.find(fmt::format("world has {}", comm->size())), std::string::npos)
-      << message;
+  EXPECT_NE(message.find(fmt::format("world has {}", comm->size())), std::string::npos) << message;
 }
 
 TEST(PartialFcErrors, LabelOutOfRangeNamesRankAndValue) {
@@ -246,10 +240,11 @@ TEST(PartialFcErrors, LabelOutOfRangeNamesRankAndValue) {
   const int culprit = comm->size() - 1;
   at::Tensor labels = at::zeros({3}, at::kLong);
   if (comm->rank() == culprit) labels[2] = 12;
-  const std::string message = test::thrown_message<DataError>(
-      [&] { fc.forward(at::randn({3, 4}).requires_grad_(true), labels, 0); });
-  EXPECT_NE(message.find(fmt::format("rank {}: label 12 at batch position 2 out of range [0, 10)",
-                                     culprit)),
+  const std::string message = test::thrown_message<DataError>([&] {
+    fc.forward(at::randn({3, 4}).requires_grad_(true), labels, 0);
+  });
+  EXPECT_NE(message.find(
+                fmt::format("rank {}: label 12 at batch position 2 out of range [0, 10)", culprit)),
             std::string::npos)
       << message;
 }
@@ -269,9 +264,9 @@ TEST(PartialFcState, ReslicesAcrossWorldSizes) {
   EXPECT_TRUE(part.weight().equal(state["weight"].narrow(0, r.lo, r.size())));
   EXPECT_TRUE(part.state().at("momentum").equal(state["momentum"].narrow(0, r.lo, r.size())));
   state.erase("momentum");
-  EXPECT_NE(test::thrown_message<CheckpointError>(
-                [&] { part.load_state(state, {0, 29}, "whole.pt"); })
-                .find("whole.pt: no 'momentum'"),
+  EXPECT_NE(test::thrown_message<CheckpointError>([&] {
+              part.load_state(state, {0, 29}, "whole.pt");
+            }).find("whole.pt: no 'momentum'"),
             std::string::npos);
 }
 

@@ -1,0 +1,194 @@
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "app/cli/commands.h"
+#include "data/recordio/recordio_packer.h"
+#include "data/shards/folder_packer.h"
+#include "data/shards/sharded_dataset.h"
+#include "data/synth/synthetic_faces.h"
+#include "data/verification/bin_pack.h"
+#include "framework/core/error.h"
+#include "framework/log/logger.h"
+#include "framework/log/progress.h"
+#include "models/preprocessing.h"
+
+namespace facetrain::cli {
+namespace {
+
+struct PackArgs {
+  std::string from = "folder";
+  std::string input;
+  std::string out;
+  std::int64_t shard_size = 100000;
+  std::int64_t image_size = models::kPreprocessing.size;
+  bool resize = false;
+};
+
+// An insightface .bin verification pack to a verification-set file.
+int run_pack_bin(const PackArgs& args) {
+  log::ProgressBar bar("pack", "img");
+  const auto pairs = data::read_bin_pack(args.input);
+  data::write_verification_set(args.out, pairs);
+  std::size_t bytes = 0;
+  for (const auto& image : pairs.images) bytes += image.size();
+  const auto same = std::count(pairs.issame.begin(), pairs.issame.end(), 1);
+  fmt::print("packed {} pairs ({} same, {} different; {} images, {:.1f} MB) in {:.1f} s -> {}\n",
+             pairs.issame.size(), same, pairs.issame.size() - same, pairs.images.size(),
+             bytes / 1e6, bar.elapsed(), args.out);
+  return 0;
+}
+
+int run_pack(const PackArgs& args) {
+  if (args.from == "bin") return run_pack_bin(args);
+  data::PackOptions options;
+  options.shard_size = args.shard_size;
+  options.image_size = args.image_size;
+  options.resize = args.resize;
+  log::ProgressBar bar("pack", "img");
+  const auto progress = [&](std::int64_t done, std::int64_t total) { bar.update(done, total); };
+  const auto manifest = args.from == "recordio"
+                            ? data::pack_recordio(args.input, args.out, options, progress)
+                            : data::pack_image_folder(args.input, args.out, options, progress);
+  std::int64_t bytes = 0;
+  for (const auto& s : manifest.shards) bytes += s.bytes;
+  fmt::print(
+      "packed {} images of {} identities into {} shard(s), {:.1f} MB, in {:.1f} s "
+      "({:.0f} img/s) -> {}\n",
+      manifest.num_samples, manifest.num_classes, manifest.shards.size(), bytes / 1e6,
+      bar.elapsed(), manifest.num_samples / std::max(1e-9, bar.elapsed()), args.out);
+  return 0;
+}
+
+struct SynthArgs {
+  data::SynthOptions options;
+  std::string out;
+  std::string pairs_out;
+};
+
+int run_synth(const SynthArgs& args) {
+  if (args.options.pairs > 0 && args.pairs_out.empty()) {
+    throw UsageError("data synth: --pairs needs --pairs-out FILE.h5");
+  }
+  log::ProgressBar bar("synth", "img");
+  const auto manifest = data::synthesize_faces(
+      args.out, args.pairs_out, args.options,
+      [&](std::int64_t done, std::int64_t total) { bar.update(done, total); });
+  const double secs = std::max(1e-9, bar.elapsed());
+  const std::int64_t images = manifest.num_samples + 2 * args.options.pairs;
+  fmt::print("synthesized {} images of {} identities -> {}", manifest.num_samples,
+             manifest.num_classes, args.out);
+  if (args.options.pairs > 0) {
+    fmt::print("; {} verification pairs over held-out identities -> {}", args.options.pairs,
+               args.pairs_out);
+  }
+  fmt::print(" ({} images in {:.1f} s, {:.0f} img/s)\n", images, secs, images / secs);
+  return 0;
+}
+
+int run_verify(const std::string& dir) {
+  log::ProgressBar bar("verify", "img");
+  const auto problems = data::verify_dataset(
+      dir, [&](std::int64_t done, std::int64_t total) { bar.update(done, total); });
+  for (const auto& p : problems) fmt::print("{}\n", p);
+  if (!problems.empty()) {
+    fmt::print("{}: {} problem(s)\n", dir, problems.size());
+    return 1;
+  }
+  const auto manifest = data::Manifest::read(dir);
+  fmt::print(
+      "{}: ok: {} samples in {} shard(s) verified (checksums, offsets, labels, every image "
+      "decodes at {}x{})\n",
+      dir, manifest.num_samples, manifest.shards.size(), manifest.image_width,
+      manifest.image_height);
+  return 0;
+}
+
+int run_info(const std::string& dir) {
+  const data::ShardedDataset dataset(dir);
+  const auto& m = dataset.manifest();
+  std::int64_t bytes = 0;
+  for (const auto& s : m.shards) bytes += s.bytes;
+  const at::Tensor counts = at::bincount(dataset.labels().to(at::kLong), {}, m.num_classes);
+  fmt::print("dataset     {}\n", dir);
+  fmt::print("format      {} v{}, {} {}x{}x{}\n", data::Manifest::kFormat, data::Manifest::kVersion,
+             m.encoding, m.image_height, m.image_width, m.channels);
+  fmt::print("identities  {}\n", m.num_classes);
+  fmt::print("images      {} ({:.1f} MB in {} shard(s))\n", m.num_samples, bytes / 1e6,
+             m.shards.size());
+  fmt::print("per identity min {} / mean {:.1f} / max {}\n", counts.min().item<std::int64_t>(),
+             counts.to(at::kDouble).mean().item<double>(), counts.max().item<std::int64_t>());
+  return 0;
+}
+
+}  // namespace
+
+void add_data_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, Action>>& out) {
+  auto* data_cmd = app.add_subcommand("data", "Build, check and describe datasets");
+  data_cmd->require_subcommand(1);
+
+  auto* pack = data_cmd->add_subcommand(
+      "pack", "Pack face images into a dataset folder (manifest.json + shard-NNNNN.h5)");
+  auto pack_args = std::make_shared<PackArgs>();
+  pack->add_option("--from", pack_args->from,
+                   "Source kind: folder (one sub-folder of aligned JPEG faces per identity) or "
+                   "recordio (insightface train.rec + train.idx; --input names either or the "
+                   "common prefix) or bin (an insightface verification pack such as lfw.bin; "
+                   "--out is then a verification-set file .h5)")
+      ->check(CLI::IsMember({"folder", "recordio", "bin"}));
+  pack->add_option("--input", pack_args->input, "The source")->required();
+  pack->add_option("--out", pack_args->out, "The dataset folder to create")->required();
+  pack->add_option("--shard-size", pack_args->shard_size, "Images per shard")
+      ->check(CLI::PositiveNumber);
+  pack->add_option("--image-size", pack_args->image_size, "Side of the aligned faces")
+      ->check(CLI::PositiveNumber);
+  pack->add_flag("--resize", pack_args->resize,
+                 "Resize images of another size (and re-encode them) instead of failing");
+  out.emplace_back(pack, [pack_args] { return run_pack(*pack_args); });
+
+  auto* synth = data_cmd->add_subcommand(
+      "synth",
+      "Render a synthetic face dataset (procedural aligned 112x112 faces: each identity "
+      "a stable set of facial features, each image another pose, light, expression, "
+      "blur, noise and JPEG quality) and optionally verification pairs over held-out "
+      "identities");
+  auto synth_args = std::make_shared<SynthArgs>();
+  synth->add_option("--identities", synth_args->options.identities, "Training identities")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  synth->add_option("--per-identity", synth_args->options.per_identity, "Images per identity")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  synth->add_option("--out", synth_args->out, "The dataset folder to create")->required();
+  synth
+      ->add_option("--pairs", synth_args->options.pairs,
+                   "Verification pairs (half same, half different identity)")
+      ->check(CLI::NonNegativeNumber);
+  synth->add_option("--pairs-out", synth_args->pairs_out, "Verification-set file (.h5)");
+  synth
+      ->add_option("--heldout-identities", synth_args->options.heldout_identities,
+                   "Identities for the pairs, none of them in the training set (default: "
+                   "max(10, identities/5))")
+      ->check(CLI::NonNegativeNumber);
+  synth->add_option("--seed", synth_args->options.seed, "Everything is a function of it");
+  synth->add_option("--shard-size", synth_args->options.shard_size, "Images per shard")
+      ->check(CLI::PositiveNumber);
+  out.emplace_back(synth, [synth_args] { return run_synth(*synth_args); });
+
+  auto* verify = data_cmd->add_subcommand(
+      "verify",
+      "Check a dataset folder: manifest against files, checksums, offsets, labels, "
+      "every image decodes; lists every problem and exits 1 if there is any");
+  auto verify_dir = std::make_shared<std::string>();
+  verify->add_option("path", *verify_dir, "Dataset folder")->required();
+  out.emplace_back(verify, [verify_dir] { return run_verify(*verify_dir); });
+
+  auto* info = data_cmd->add_subcommand("info", "Summarise a dataset folder");
+  auto info_dir = std::make_shared<std::string>();
+  info->add_option("path", *info_dir, "Dataset folder")->required();
+  out.emplace_back(info, [info_dir] { return run_info(*info_dir); });
+}
+
+}  // namespace facetrain::cli

@@ -1,0 +1,169 @@
+#include "app/export/graph_builder.h"
+
+#include <fmt/format.h>
+#include <torch/nn.h>
+
+#include <set>
+
+#include "framework/core/error.h"
+#include "models/iresnet.h"
+#include "models/mobilefacenet.h"
+#include "models/preprocessing.h"
+
+namespace facetrain::exporting {
+namespace {
+
+class Builder {
+ public:
+  explicit Builder(Graph& graph) : graph_(graph) {}
+
+  // Emits `module` (at dotted `path`) applied to value `x`; returns its output value.
+  std::string emit(const std::string& path, const torch::nn::Module& module, std::string x) {
+    if (const auto* conv = module.as<torch::nn::Conv2d>()) return conv2d(path, *conv, x);
+    if (const auto* bn = module.as<torch::nn::BatchNorm2d>()) {
+      return batch_norm(path, bn->weight, bn->bias, bn->running_mean, bn->running_var,
+                        bn->options.eps(), x);
+    }
+    if (const auto* bn = module.as<torch::nn::BatchNorm1d>()) {
+      return batch_norm(path, bn->weight, bn->bias, bn->running_mean, bn->running_var,
+                        bn->options.eps(), x);
+    }
+    if (const auto* prelu = module.as<torch::nn::PReLU>()) {
+      return node(Op::kPRelu, {x, weight(path + ".weight", prelu->weight)}, path);
+    }
+    if (const auto* linear = module.as<torch::nn::Linear>()) return gemm(path, *linear, x);
+    if (module.as<torch::nn::Flatten>() != nullptr) return flatten(path, x);
+    // Dropout is the identity at inference.
+    if (module.as<torch::nn::Dropout>() != nullptr) return x;
+    if (module.as<models::IBasicBlock>() != nullptr) {
+      // The main path is the registration order bn1, conv1, bn2, prelu, conv2, bn3.
+      std::string out = x;
+      std::string shortcut = x;
+      for (const auto& child : module.named_children()) {
+        if (child.key() == "downsample") {
+          shortcut = emit(path + ".downsample", *child.value(), x);
+        } else {
+          out = emit(join(path, child.key()), *child.value(), out);
+        }
+      }
+      return node(Op::kAdd, {out, shortcut}, path + ".add");
+    }
+    if (const auto* block = module.as<models::detail::MbfBlock>()) {
+      const std::string out = chain(path, module, x);
+      return block->residual() ? node(Op::kAdd, {x, out}, path + ".add") : out;
+    }
+    // Sequential, ModuleList and the backbones themselves run their children in order; the
+    // iresnet flattens before its fc (see gemm).
+    if (module.as<torch::nn::Sequential>() != nullptr ||
+        module.as<torch::nn::ModuleList>() != nullptr || module.as<models::IResNet>() != nullptr ||
+        module.as<models::MobileFaceNet>() != nullptr) {
+      return chain(path, module, x);
+    }
+    throw Error(fmt::format("export: module '{}' ({}) is not supported by the exporter",
+                            path.empty() ? "<root>" : path, module.name()));
+  }
+
+ private:
+  static std::string join(const std::string& path, const std::string& name) {
+    return path.empty() ? name : path + "." + name;
+  }
+
+  std::string chain(const std::string& path, const torch::nn::Module& module, std::string x) {
+    for (const auto& child : module.named_children()) {
+      x = emit(join(path, child.key()), *child.value(), x);
+    }
+    return x;
+  }
+
+  std::string weight(const std::string& name, const at::Tensor& t) {
+    const at::Tensor c = t.detach().to(at::kCPU, at::kFloat).contiguous();
+    Initializer init{name, c.sizes().vec(), {}};
+    init.values.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+    graph_.initializers.push_back(std::move(init));
+    return name;
+  }
+
+  std::string node(Op op, std::vector<std::string> inputs, const std::string& value) {
+    std::string out = value;
+    for (int i = 1; !values_.insert(out).second; ++i) out = fmt::format("{}_{}", value, i);
+    graph_.add_node(op, std::move(inputs), out);
+    return out;
+  }
+
+  std::string conv2d(const std::string& path, const torch::nn::Conv2dImpl& conv,
+                     const std::string& x) {
+    const auto& o = conv.options;
+    const auto* padding = std::get_if<torch::ExpandingArray<2>>(&o.padding());
+    if (padding == nullptr || (*o.dilation())[0] != 1 || (*o.dilation())[1] != 1 ||
+        !std::holds_alternative<torch::enumtype::kZeros>(o.padding_mode()) || o.transposed()) {
+      throw Error(fmt::format(
+          "export: convolution '{}': only zero-padded, undilated convolutions are supported",
+          path));
+    }
+    std::vector<std::string> inputs = {x, weight(path + ".weight", conv.weight)};
+    if (conv.bias.defined()) inputs.push_back(weight(path + ".bias", conv.bias));
+    const std::string out = node(Op::kConv, std::move(inputs), path);
+    Node& n = graph_.nodes.back();
+    n.strides = {(*o.stride())[0], (*o.stride())[1]};
+    n.pads = {(**padding)[0], (**padding)[1], (**padding)[0], (**padding)[1]};
+    n.group = o.groups();
+    return out;
+  }
+
+  std::string batch_norm(const std::string& path, const at::Tensor& gamma, const at::Tensor& beta,
+                         const at::Tensor& mean, const at::Tensor& var, double eps,
+                         const std::string& x) {
+    if (!gamma.defined() || !mean.defined()) {
+      throw Error(fmt::format(
+          "export: batch norm '{}': needs affine parameters and running statistics", path));
+    }
+    const std::string out =
+        node(Op::kBatchNorm,
+             {x, weight(path + ".weight", gamma), weight(path + ".bias", beta),
+              weight(path + ".running_mean", mean), weight(path + ".running_var", var)},
+             path);
+    graph_.nodes.back().epsilon = eps;
+    return out;
+  }
+
+  std::string flatten(const std::string& path, const std::string& x) {
+    flat_ = true;
+    return node(Op::kFlatten, {x}, path.empty() ? "flatten" : path);
+  }
+
+  std::string gemm(const std::string& path, const torch::nn::LinearImpl& linear, std::string x) {
+    if (!flat_) x = flatten(path + ".flatten", x);
+    std::vector<std::string> inputs = {x, weight(path + ".weight", linear.weight)};
+    if (linear.bias.defined()) inputs.push_back(weight(path + ".bias", linear.bias));
+    return node(Op::kGemm, std::move(inputs), path);
+  }
+
+  Graph& graph_;
+  std::set<std::string> values_;
+  bool flat_ = false;  // whether the current value is [N, features] rather than [N, C, H, W]
+};
+
+}  // namespace
+
+Graph build_graph(const models::BackboneImpl& backbone, const GraphOptions& options) {
+  Graph graph;
+  graph.network = backbone.network();
+  graph.embedding_size = backbone.embedding_size();
+  Builder builder(graph);
+  std::string x = graph.input;
+  if (options.normalize_in_graph) {
+    const models::Preprocessing& p = models::kPreprocessing;
+    graph.initializers.push_back({"input_mean", {1}, {static_cast<float>(p.mean)}});
+    graph.initializers.push_back({"input_scale", {1}, {static_cast<float>(1.0 / p.std)}});
+    graph.add_node(Op::kSub, {x, "input_mean"}, "data_centered");
+    graph.add_node(Op::kMul, {"data_centered", "input_scale"}, "data_normalized");
+    x = "data_normalized";
+  }
+  x = builder.emit("", backbone, x);
+  graph.nodes.back().output = graph.output;
+  if (options.fold_batch_norm) fold_batch_norm(graph);
+  validate(graph);
+  return graph;
+}
+
+}  // namespace facetrain::exporting
