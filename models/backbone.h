@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "models/lowering.h"
+
 namespace facetrain::models {
 
 // Options every backbone takes.
@@ -21,7 +23,8 @@ struct BackboneOptions {
 // embeddings [N, embedding_size]. Parameter and buffer names and shapes match insightface's
 // arcface_torch definitions, so state dicts map one-to-one. Under autocast the embedding head
 // (iresnet: the fc and features layers; mbf: conv_sep and features) runs in float32, as there.
-class BackboneImpl : public torch::nn::Module {
+// Every backbone lowers itself for export (models/lowering.h).
+class BackboneImpl : public torch::nn::Module, public Lowerable {
  public:
   virtual at::Tensor forward(at::Tensor images) = 0;
   virtual std::int64_t embedding_size() const = 0;

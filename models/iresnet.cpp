@@ -43,6 +43,17 @@ at::Tensor IBasicBlockImpl::forward(const at::Tensor& x) {
   return out + (downsample_ ? downsample_->forward(x) : x);
 }
 
+std::string IBasicBlockImpl::lower(GraphEmitter& g, const std::string& path,
+                                   const std::string& x) const {
+  std::string out = x;
+  for (const auto* name : {"bn1", "conv1", "bn2", "prelu", "conv2", "bn3"}) {
+    out = g.apply(child_path(path, name), *named_children()[name], out);
+  }
+  const std::string shortcut =
+      downsample_ ? g.apply(child_path(path, "downsample"), *downsample_, x) : x;
+  return g.add(child_path(path, "add"), out, shortcut);
+}
+
 IResNetImpl::IResNetImpl(std::string network, std::array<std::int64_t, 4> layers,
                          const BackboneOptions& options)
     : network_(std::move(network)), options_(options) {
@@ -92,6 +103,20 @@ at::Tensor IResNetImpl::forward(at::Tensor x) {
   // The embedding head stays in float32 inside an autocast region.
   AutocastScope fp32(x.device().type(), std::nullopt);
   return features_(fc_(detail::to_float32_if_reduced(x)));
+}
+
+std::string IResNetImpl::lower(GraphEmitter& g, const std::string& path,
+                               const std::string& x) const {
+  std::string y = x;
+  for (const auto* name :
+       {"conv1", "bn1", "prelu", "layer1", "layer2", "layer3", "layer4", "bn2"}) {
+    y = g.apply(child_path(path, name), *named_children()[name], y);
+  }
+  y = g.flatten(child_path(path, "flatten"), y);
+  for (const auto* name : {"dropout", "fc", "features"}) {
+    y = g.apply(child_path(path, name), *named_children()[name], y);
+  }
+  return y;
 }
 
 }  // namespace facetrain::models

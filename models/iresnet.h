@@ -15,10 +15,12 @@ namespace facetrain::models {
 // The improved ResNet block of ArcFace (IBasicBlock):
 //   out = BN3(conv2(PReLU(BN2(conv1(BN1(x)))))) + shortcut(x),
 // conv1 3×3 stride 1, conv2 3×3 with the block's stride, shortcut = x or conv1×1 + BN.
-class IBasicBlockImpl : public torch::nn::Module {
+class IBasicBlockImpl : public torch::nn::Module, public Lowerable {
  public:
   IBasicBlockImpl(std::int64_t inplanes, std::int64_t planes, std::int64_t stride, bool downsample);
   at::Tensor forward(const at::Tensor& x);
+  std::string lower(GraphEmitter& graph, const std::string& path,
+                    const std::string& x) const override;
 
  private:
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, bn3_{nullptr};
@@ -38,6 +40,8 @@ class IResNetImpl : public BackboneImpl {
   IResNetImpl(std::string network, std::array<std::int64_t, 4> layers,
               const BackboneOptions& options);
   at::Tensor forward(at::Tensor images) override;
+  std::string lower(GraphEmitter& graph, const std::string& path,
+                    const std::string& x) const override;
   std::int64_t embedding_size() const override { return options_.embedding_size(); }
   std::string network() const override { return network_; }
 

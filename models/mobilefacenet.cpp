@@ -61,6 +61,12 @@ at::Tensor MbfBlockImpl::forward(const at::Tensor& x) {
   return residual_ ? x + y : y;
 }
 
+std::string MbfBlockImpl::lower(GraphEmitter& g, const std::string& path,
+                                const std::string& x) const {
+  const std::string y = g.apply(child_path(path, "layers"), *layers_, x);
+  return residual_ ? g.add(child_path(path, "add"), x, y) : y;
+}
+
 }  // namespace detail
 
 MobileFaceNetImpl::MobileFaceNetImpl(const BackboneOptions& options,
@@ -109,6 +115,13 @@ at::Tensor MobileFaceNetImpl::forward(at::Tensor x) {
   // The embedding head stays in float32 inside an autocast region.
   AutocastScope fp32(x.device().type(), std::nullopt);
   return features_->forward(conv_sep_->forward(detail::to_float32_if_reduced(x)));
+}
+
+std::string MobileFaceNetImpl::lower(GraphEmitter& g, const std::string& path,
+                                     const std::string& x) const {
+  std::string y = g.apply(child_path(path, "layers"), *layers_, x);
+  y = g.apply(child_path(path, "conv_sep"), *conv_sep_, y);
+  return g.apply(child_path(path, "features"), *features_, y);
 }
 
 }  // namespace facetrain::models

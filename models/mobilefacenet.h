@@ -13,10 +13,12 @@ namespace detail {
 // One of insightface's mbf building blocks (ConvBlock, LinearBlock, DepthWise, Residual, GDC):
 // a module holding one Sequential named "layers", with an optional identity shortcut, so that
 // parameter names match theirs ("features.layers.2.weight").
-class MbfBlockImpl : public torch::nn::Module {
+class MbfBlockImpl : public torch::nn::Module, public Lowerable {
  public:
   MbfBlockImpl(torch::nn::Sequential layers, bool residual);
   at::Tensor forward(const at::Tensor& x);
+  std::string lower(GraphEmitter& graph, const std::string& path,
+                    const std::string& x) const override;
   // Whether forward adds the input to the layers' output.
   bool residual() const { return residual_; }
 
@@ -38,6 +40,8 @@ class MobileFaceNetImpl : public BackboneImpl {
   MobileFaceNetImpl(const BackboneOptions& options,
                     std::array<std::int64_t, 4> blocks = {1, 4, 6, 2}, std::int64_t scale = 2);
   at::Tensor forward(at::Tensor images) override;
+  std::string lower(GraphEmitter& graph, const std::string& path,
+                    const std::string& x) const override;
   std::int64_t embedding_size() const override { return options_.embedding_size(); }
   std::string network() const override { return "mbf"; }
 

@@ -6,19 +6,23 @@
 #include <set>
 
 #include "framework/core/error.h"
-#include "models/iresnet.h"
-#include "models/mobilefacenet.h"
+#include "models/lowering.h"
 #include "models/preprocessing.h"
 
 namespace facetrain::exporting {
 namespace {
 
-class Builder {
+// The exporter's side of the lowering: LibTorch's leaf layers and containers become graph nodes;
+// blocks and backbones describe themselves (models::Lowerable, beside their forward).
+class Builder : public models::GraphEmitter {
  public:
   explicit Builder(Graph& graph) : graph_(graph) {}
 
-  // Emits `module` (at dotted `path`) applied to value `x`; returns its output value.
-  std::string emit(const std::string& path, const torch::nn::Module& module, std::string x) {
+  std::string apply(const std::string& path, const torch::nn::Module& module,
+                    const std::string& x) override {
+    if (const auto* block = dynamic_cast<const models::Lowerable*>(&module)) {
+      return block->lower(*this, path, x);
+    }
     if (const auto* conv = module.as<torch::nn::Conv2d>()) return conv2d(path, *conv, x);
     if (const auto* bn = module.as<torch::nn::BatchNorm2d>()) {
       return batch_norm(path, bn->weight, bn->bias, bn->running_mean, bn->running_var,
@@ -35,44 +39,31 @@ class Builder {
     if (module.as<torch::nn::Flatten>() != nullptr) return flatten(path, x);
     // Dropout is the identity at inference.
     if (module.as<torch::nn::Dropout>() != nullptr) return x;
-    if (module.as<models::IBasicBlock>() != nullptr) {
-      // The main path is the registration order bn1, conv1, bn2, prelu, conv2, bn3.
-      std::string out = x;
-      std::string shortcut = x;
-      for (const auto& child : module.named_children()) {
-        if (child.key() == "downsample") {
-          shortcut = emit(path + ".downsample", *child.value(), x);
-        } else {
-          out = emit(join(path, child.key()), *child.value(), out);
-        }
-      }
-      return node(Op::kAdd, {out, shortcut}, path + ".add");
-    }
-    if (const auto* block = module.as<models::detail::MbfBlock>()) {
-      const std::string out = chain(path, module, x);
-      return block->residual() ? node(Op::kAdd, {x, out}, path + ".add") : out;
-    }
-    // Sequential, ModuleList and the backbones themselves run their children in order; the
-    // iresnet flattens before its fc (see gemm).
     if (module.as<torch::nn::Sequential>() != nullptr ||
-        module.as<torch::nn::ModuleList>() != nullptr || module.as<models::IResNet>() != nullptr ||
-        module.as<models::MobileFaceNet>() != nullptr) {
-      return chain(path, module, x);
+        module.as<torch::nn::ModuleList>() != nullptr) {
+      std::string y = x;
+      for (const auto& child : module.named_children()) {
+        y = apply(join(path, child.key()), *child.value(), y);
+      }
+      return y;
     }
-    throw Error(fmt::format("export: module '{}' ({}) is not supported by the exporter",
-                            path.empty() ? "<root>" : path, module.name()));
+    throw Error(
+        fmt::format("export: module '{}' ({}) has no lowering: give it one "
+                    "(models/lowering.h) or use supported layers",
+                    path.empty() ? "<root>" : path, module.name()));
+  }
+
+  std::string add(const std::string& path, const std::string& a, const std::string& b) override {
+    return node(Op::kAdd, {a, b}, path);
+  }
+
+  std::string flatten(const std::string& path, const std::string& x) override {
+    return node(Op::kFlatten, {x}, path.empty() ? "flatten" : path);
   }
 
  private:
   static std::string join(const std::string& path, const std::string& name) {
     return path.empty() ? name : path + "." + name;
-  }
-
-  std::string chain(const std::string& path, const torch::nn::Module& module, std::string x) {
-    for (const auto& child : module.named_children()) {
-      x = emit(join(path, child.key()), *child.value(), x);
-    }
-    return x;
   }
 
   std::string weight(const std::string& name, const at::Tensor& t) {
@@ -126,13 +117,8 @@ class Builder {
     return out;
   }
 
-  std::string flatten(const std::string& path, const std::string& x) {
-    flat_ = true;
-    return node(Op::kFlatten, {x}, path.empty() ? "flatten" : path);
-  }
-
-  std::string gemm(const std::string& path, const torch::nn::LinearImpl& linear, std::string x) {
-    if (!flat_) x = flatten(path + ".flatten", x);
+  std::string gemm(const std::string& path, const torch::nn::LinearImpl& linear,
+                   const std::string& x) {
     std::vector<std::string> inputs = {x, weight(path + ".weight", linear.weight)};
     if (linear.bias.defined()) inputs.push_back(weight(path + ".bias", linear.bias));
     return node(Op::kGemm, std::move(inputs), path);
@@ -140,7 +126,6 @@ class Builder {
 
   Graph& graph_;
   std::set<std::string> values_;
-  bool flat_ = false;  // whether the current value is [N, features] rather than [N, C, H, W]
 };
 
 }  // namespace
@@ -159,7 +144,7 @@ Graph build_graph(const models::BackboneImpl& backbone, const GraphOptions& opti
     graph.add_node(Op::kMul, {"data_centered", "input_scale"}, "data_normalized");
     x = "data_normalized";
   }
-  x = builder.emit("", backbone, x);
+  x = builder.apply("", backbone, x);
   graph.nodes.back().output = graph.output;
   if (options.fold_batch_norm) fold_batch_norm(graph);
   validate(graph);

@@ -14,10 +14,11 @@ struct GraphOptions {
   bool fold_batch_norm = false;
 };
 
-// The inference graph of `backbone` (iresnet* or mbf, in eval semantics: BatchNorm running
-// statistics, no dropout), with its weights copied as float32 and named by their state-dict keys.
-// Walks the module tree once; a module type the exporter does not know throws facetrain::Error
-// naming its path. Sets graph.network and graph.embedding_size; no metadata.
+// The inference graph of `backbone` (in eval semantics: BatchNorm running statistics, no
+// dropout), with its weights copied as float32 and named by their state-dict keys: the backbone
+// lowers itself (models/lowering.h), its blocks in turn, down to LibTorch's leaf layers. A module
+// with no lowering throws facetrain::Error naming its path. Sets graph.network and
+// graph.embedding_size; no metadata.
 Graph build_graph(const models::BackboneImpl& backbone, const GraphOptions& options = {});
 
 }  // namespace facetrain::exporting

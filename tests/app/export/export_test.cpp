@@ -18,6 +18,7 @@
 #include "app/export/sha256.h"
 #include "data/image/jpeg_codec.h"
 #include "data/synth/synthetic_faces.h"
+#include "framework/core/error.h"
 #include "models/backbone.h"
 #include "models/embedding.h"
 #include "models/state_dict.h"
@@ -279,6 +280,53 @@ TEST(ExportGraph, FoldingRemovesTheFoldableBatchNorms) {
   EXPECT_EQ(folded.nodes[0].op, Op::kSub);
   EXPECT_EQ(folded.nodes[1].op, Op::kMul);
   EXPECT_EQ(folded.nodes.back().output, "embedding");
+}
+
+// A backbone defined here, with its lowering beside its forward: the exporter needs nothing else.
+class PooledLinearImpl : public models::BackboneImpl {
+ public:
+  explicit PooledLinearImpl(bool with_lowered_block)
+      : conv_(register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 4, 3)))),
+        fc_(register_module("fc", torch::nn::Linear(4 * 110 * 110, 8))) {
+    if (!with_lowered_block) tanh_ = register_module("tanh", torch::nn::Tanh());
+  }
+  at::Tensor forward(at::Tensor x) override {
+    x = conv_(x);
+    if (tanh_) x = tanh_(x);
+    return fc_(x.flatten(1)) + fc_(x.flatten(1));
+  }
+  std::string lower(models::GraphEmitter& g, const std::string& path,
+                    const std::string& x) const override {
+    std::string y = g.apply(child_path(path, "conv"), *conv_, x);
+    if (tanh_) y = g.apply(child_path(path, "tanh"), *tanh_, y);  // no lowering for Tanh
+    y = g.apply(child_path(path, "fc"), *fc_, g.flatten(child_path(path, "flatten"), y));
+    return g.add(child_path(path, "twice"), y, y);
+  }
+  std::int64_t embedding_size() const override { return 8; }
+  std::string network() const override { return "pooled-linear"; }
+
+ private:
+  torch::nn::Conv2d conv_;
+  torch::nn::Linear fc_;
+  torch::nn::Tanh tanh_{nullptr};
+};
+
+TEST(ExportGraph, ABackboneLowersItselfBesideItsForward) {
+  PooledLinearImpl net(true);
+  const Graph graph = build_graph(net);
+  std::vector<Op> ops;
+  for (const auto& n : graph.nodes) ops.push_back(n.op);
+  EXPECT_EQ(ops, (std::vector<Op>{Op::kConv, Op::kFlatten, Op::kGemm, Op::kAdd}));
+  EXPECT_EQ(graph.nodes.back().output, "embedding");
+  EXPECT_NE(graph.find_initializer("fc.weight"), nullptr);
+  // A layer nobody lowers is refused by name.
+  PooledLinearImpl unsupported(false);
+  try {
+    build_graph(unsupported);
+    ADD_FAILURE() << "a Tanh was exported";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("module 'tanh'"), std::string::npos) << e.what();
+  }
 }
 
 TEST(ExportGraph, Sha256MatchesKnownDigests) {

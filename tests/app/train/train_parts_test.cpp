@@ -281,6 +281,10 @@ class TinyBackboneImpl : public models::BackboneImpl {
  public:
   TinyBackboneImpl() : fc_(register_module("fc", torch::nn::Linear(48, 8))) {}
   at::Tensor forward(at::Tensor images) override { return fc_(images.flatten(1)); }
+  std::string lower(models::GraphEmitter& g, const std::string& path,
+                    const std::string& x) const override {
+    return g.apply(child_path(path, "fc"), *fc_, g.flatten(child_path(path, "flatten"), x));
+  }
   std::int64_t embedding_size() const override { return 8; }
   std::string network() const override { return "tiny"; }
 
