@@ -150,7 +150,7 @@ void add_data_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, 
 
   auto* synth = data_cmd->add_subcommand(
       "synth",
-      "Render a synthetic face dataset (procedural aligned 112x112 faces: each identity "
+      "Render a synthetic face dataset (procedural aligned faces: each identity "
       "a stable set of facial features, each image another pose, light, expression, "
       "blur, noise and JPEG quality) and optionally verification pairs over held-out "
       "identities");

@@ -102,9 +102,10 @@ int run_embed(EmbedArgs args) {
 void add_embed_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, Action>>& out) {
   auto* sub = app.add_subcommand(
       "embed",
-      "Embeddings of aligned 112x112 JPEG faces (a file or a folder, recursively), "
-      "written to HDF5: /embeddings [N, D] float32, /names, and /labels (datasets) or /issame "
-      "(verification sets)");
+      fmt::format("Embeddings of aligned {0}x{0} faces (a file or a folder, recursively), "
+                  "written to HDF5: /embeddings [N, D] float32, /names, and /labels (datasets) or "
+                  "/issame (verification sets)",
+                  models::kPreprocessing.size));
   auto args = std::make_shared<EmbedArgs>();
   add_backbone_options(sub, args->checkpoint, args->weights, args->network);
   sub->add_option("--input", args->input,
