@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "app/cli/commands.h"
+#include "data/image/align_folder.h"
 #include "data/recordio/recordio_packer.h"
 #include "data/shards/folder_packer.h"
 #include "data/shards/sharded_dataset.h"
@@ -176,6 +177,41 @@ void add_data_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, 
   synth->add_option("--shard-size", synth_args->options.shard_size, "Images per shard")
       ->check(CLI::PositiveNumber);
   out.emplace_back(synth, [synth_args] { return run_synth(*synth_args); });
+
+  auto* align = data_cmd->add_subcommand(
+      "align",
+      "Align face photos to ArcFace's 112x112 template from five landmarks each (eyes, nose, "
+      "mouth corners): a least-squares similarity transform and a bilinear warp, written as "
+      "JPEG under --out with the input's relative paths");
+  struct AlignArgs {
+    std::string input, landmarks, out;
+    data::AlignFolderOptions options;
+  };
+  auto align_args = std::make_shared<AlignArgs>();
+  align->add_option("--input", align_args->input, "Folder the landmarks file's paths are under")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  align
+      ->add_option("--landmarks", align_args->landmarks,
+                   "Landmarks file: `path x1 y1 ... x5 y5` per line (tabs, commas or spaces), or "
+                   "insightface's `name x1 y1 ... x5 y5 score`")
+      ->required()
+      ->check(CLI::ExistingFile);
+  align->add_option("--out", align_args->out, "Folder for the aligned faces")->required();
+  align->add_option("--size", align_args->options.size, "Side of the aligned faces")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  align->add_option("--quality", align_args->options.quality, "JPEG quality")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
+  out.emplace_back(align, [align_args] {
+    log::ProgressBar bar("align", "img");
+    const auto n = data::align_folder(align_args->input, align_args->landmarks, align_args->out,
+                                      align_args->options);
+    fmt::print("aligned {} faces to {}x{} in {:.1f} s -> {}\n", n, align_args->options.size,
+               align_args->options.size, bar.elapsed(), align_args->out);
+    return 0;
+  });
 
   auto* verify = data_cmd->add_subcommand(
       "verify",

@@ -1,0 +1,21 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+
+namespace facetrain::data {
+
+struct AlignFolderOptions {
+  std::int64_t size = 112;  // side of the aligned faces
+  int quality = 95;         // JPEG quality of the written faces
+};
+
+// Aligns every image a landmarks file lists (read_landmarks; paths relative to `images`) to the
+// ArcFace template and writes it as OUT/<path with .jpg> (each file written atomically; folders
+// created). An image that is missing, undecodable or whose landmarks are degenerate or off the
+// image is a DataError naming the landmarks file's line and the image. Returns the faces written.
+std::int64_t align_folder(const std::filesystem::path& images,
+                          const std::filesystem::path& landmarks, const std::filesystem::path& out,
+                          const AlignFolderOptions& options = {});
+
+}  // namespace facetrain::data

@@ -1,0 +1,160 @@
+#include "data/image/alignment.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "framework/core/error.h"
+
+namespace facetrain::data {
+
+Similarity Similarity::inverse() const {
+  // [a −b; b a]⁻¹ = [a b; −b a] / (a² + b²).
+  const double d = a * a + b * b;
+  Similarity inv;
+  inv.a = a / d;
+  inv.b = -b / d;
+  inv.tx = -(inv.a * tx - inv.b * ty);
+  inv.ty = -(inv.b * tx + inv.a * ty);
+  return inv;
+}
+
+double Similarity::scale() const {
+  return std::hypot(a, b);
+}
+
+Similarity estimate_similarity(const FivePoints& from, const FivePoints& to,
+                               const std::string& source) {
+  Point mf, mt;
+  for (std::size_t i = 0; i < from.size(); ++i) {
+    if (!std::isfinite(from[i].x) || !std::isfinite(from[i].y)) {
+      throw DataError(fmt::format("{}: landmark {} is ({}, {}): not a finite point", source, i + 1,
+                                  from[i].x, from[i].y));
+    }
+    mf.x += from[i].x / 5;
+    mf.y += from[i].y / 5;
+    mt.x += to[i].x / 5;
+    mt.y += to[i].y / 5;
+  }
+  double sxx = 0, syy = 0, sxy = 0, dot = 0, cross = 0;
+  for (std::size_t i = 0; i < from.size(); ++i) {
+    const double px = from[i].x - mf.x, py = from[i].y - mf.y;
+    const double qx = to[i].x - mt.x, qy = to[i].y - mt.y;
+    sxx += px * px;
+    syy += py * py;
+    sxy += px * py;
+    dot += px * qx + py * qy;
+    cross += px * qy - py * qx;
+  }
+  // The spread's smaller principal variance against the larger: ~0 for collinear points.
+  const double tr = sxx + syy, det = sxx * syy - sxy * sxy;
+  const double disc = std::sqrt(std::max(0.0, tr * tr / 4 - det));
+  const double major = tr / 2 + disc, minor = tr / 2 - disc;
+  if (!(major > 1e-6) || minor < 1e-4 * major) {
+    throw DataError(fmt::format("{}: the five landmarks are {}: they must span a face", source,
+                                major > 1e-6 ? "collinear" : "all at one point"));
+  }
+  Similarity s;
+  s.a = dot / tr;
+  s.b = cross / tr;
+  s.tx = mt.x - (s.a * mf.x - s.b * mf.y);
+  s.ty = mt.y - (s.b * mf.x + s.a * mf.y);
+  return s;
+}
+
+std::vector<std::uint8_t> warp_similarity(const std::uint8_t* image, std::int64_t height,
+                                          std::int64_t width, const Similarity& to_output,
+                                          std::int64_t size) {
+  std::vector<std::uint8_t> out(static_cast<std::size_t>(size * size * 3), 0);
+  const Similarity back = to_output.inverse();
+  const auto pixel = [&](std::int64_t x, std::int64_t y, int c) -> double {
+    if (x < 0 || y < 0 || x >= width || y >= height) return 0.0;  // the zero border
+    return image[(y * width + x) * 3 + c];
+  };
+  for (std::int64_t oy = 0; oy < size; ++oy) {
+    for (std::int64_t ox = 0; ox < size; ++ox) {
+      const Point p = back.apply({static_cast<double>(ox), static_cast<double>(oy)});
+      const double fx = std::floor(p.x), fy = std::floor(p.y);
+      const auto x0 = static_cast<std::int64_t>(fx), y0 = static_cast<std::int64_t>(fy);
+      if (x0 < -1 || y0 < -1 || x0 >= width || y0 >= height) continue;
+      const double wx = p.x - fx, wy = p.y - fy;
+      for (int c = 0; c < 3; ++c) {
+        const double v = (1 - wy) * ((1 - wx) * pixel(x0, y0, c) + wx * pixel(x0 + 1, y0, c)) +
+                         wy * ((1 - wx) * pixel(x0, y0 + 1, c) + wx * pixel(x0 + 1, y0 + 1, c));
+        out[static_cast<std::size_t>((oy * size + ox) * 3 + c)] =
+            static_cast<std::uint8_t>(std::clamp(std::lround(v), 0L, 255L));
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<std::uint8_t> align_face(const std::uint8_t* image, std::int64_t height,
+                                     std::int64_t width, const FivePoints& landmarks,
+                                     std::int64_t size, const std::string& source) {
+  for (std::size_t i = 0; i < landmarks.size(); ++i) {
+    const Point& p = landmarks[i];
+    if (std::isfinite(p.x) && std::isfinite(p.y) &&
+        (p.x < 0 || p.y < 0 || p.x > static_cast<double>(width - 1) ||
+         p.y > static_cast<double>(height - 1))) {
+      throw DataError(fmt::format("{}: landmark {} ({}, {}) is outside the {}x{} image", source,
+                                  i + 1, p.x, p.y, width, height));
+    }
+  }
+  FivePoints target = kArcFaceTemplate;
+  for (auto& p : target) {
+    p.x *= static_cast<double>(size) / 112.0;
+    p.y *= static_cast<double>(size) / 112.0;
+  }
+  return warp_similarity(image, height, width, estimate_similarity(landmarks, target, source),
+                         size);
+}
+
+std::vector<LandmarkEntry> read_landmarks(const std::string& file) {
+  std::ifstream in(file);
+  if (!in) throw DataError(fmt::format("{}: cannot open the landmarks file", file));
+  std::vector<LandmarkEntry> out;
+  std::string text;
+  for (std::int64_t line = 1; std::getline(in, text); ++line) {
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+    std::replace(text.begin(), text.end(), ',', ' ');
+    std::replace(text.begin(), text.end(), '\t', ' ');
+    std::istringstream fields(text);
+    std::vector<std::string> f;
+    for (std::string w; fields >> w;) f.push_back(w);
+    if (f.empty() || f[0][0] == '#') continue;
+    if (f.size() != 11 && f.size() != 12) {
+      throw DataError(
+          fmt::format("{}:{}: {} fields, expected a path and 10 coordinates "
+                      "(x1 y1 ... x5 y5), optionally followed by a score",
+                      file, line, f.size()));
+    }
+    LandmarkEntry e;
+    e.path = f[0];
+    e.line = line;
+    std::array<double, 11> v{};
+    for (std::size_t i = 1; i < f.size(); ++i) {
+      std::size_t used = 0;
+      double x = 0;
+      try {
+        x = std::stod(f[i], &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != f[i].size() || !std::isfinite(x)) {
+        throw DataError(fmt::format("{}:{}: field {} is '{}': expected a finite number", file, line,
+                                    i + 1, f[i]));
+      }
+      v[i - 1] = x;
+    }
+    for (std::size_t k = 0; k < 5; ++k) e.points[k] = {v[2 * k], v[2 * k + 1]};
+    if (f.size() == 12) e.score = v[10];
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace facetrain::data
