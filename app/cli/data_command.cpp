@@ -26,6 +26,7 @@ struct PackArgs {
   std::int64_t shard_size = 100000;
   std::int64_t image_size = models::kPreprocessing.size;
   bool resize = false;
+  std::string landmarks;
 };
 
 // An insightface .bin verification pack to a verification-set file.
@@ -48,6 +49,10 @@ int run_pack(const PackArgs& args) {
   options.shard_size = args.shard_size;
   options.image_size = args.image_size;
   options.resize = args.resize;
+  if (!args.landmarks.empty() && args.from != "folder") {
+    throw UsageError("--landmarks: only with --from folder");
+  }
+  options.landmarks = args.landmarks;
   log::ProgressBar bar("pack", "img");
   const auto progress = [&](std::int64_t done, std::int64_t total) { bar.update(done, total); };
   const auto manifest = args.from == "recordio"
@@ -147,6 +152,10 @@ void add_data_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, 
       ->check(CLI::PositiveNumber);
   pack->add_flag("--resize", pack_args->resize,
                  "Resize images of another size (and re-encode them) instead of failing");
+  pack->add_option("--landmarks", pack_args->landmarks,
+                   "--from folder: align every image to the ArcFace template first, from this "
+                   "landmarks file (as `data align --landmarks`; paths relative to --input)")
+      ->check(CLI::ExistingFile);
   out.emplace_back(pack, [pack_args] { return run_pack(*pack_args); });
 
   auto* synth = data_cmd->add_subcommand(

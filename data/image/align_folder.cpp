@@ -14,6 +14,17 @@
 namespace facetrain::data {
 namespace fs = std::filesystem;
 
+std::vector<std::uint8_t> aligned_jpeg(JpegCodec& codec, const std::vector<std::uint8_t>& bytes,
+                                       const FivePoints& landmarks, std::int64_t size, int quality,
+                                       const std::string& where) {
+  const at::Tensor image =
+      (is_jpeg(bytes) ? codec.decode(bytes, where) : decode_non_jpeg(bytes, where)).contiguous();
+  const auto face = align_face(image.data_ptr<std::uint8_t>(), image.size(0), image.size(1),
+                               landmarks, size, where);
+  return codec.encode(
+      at::from_blob(const_cast<std::uint8_t*>(face.data()), {size, size, 3}, at::kByte), quality);
+}
+
 std::int64_t align_folder(const fs::path& images, const fs::path& landmarks, const fs::path& out,
                           const AlignFolderOptions& options) {
   const auto entries = read_landmarks(landmarks.string());
@@ -26,14 +37,8 @@ std::int64_t align_folder(const fs::path& images, const fs::path& landmarks, con
       throw DataError(fmt::format("{}: the path must be relative to {} and stay inside it", where,
                                   images.string()));
     }
-    const auto bytes = read_file_bytes(images / rel);
-    const at::Tensor image =
-        (is_jpeg(bytes) ? codec.decode(bytes, where) : decode_non_jpeg(bytes, where)).contiguous();
-    const auto face = align_face(image.data_ptr<std::uint8_t>(), image.size(0), image.size(1),
-                                 e.points, options.size, where);
-    const at::Tensor rgb = at::from_blob(const_cast<std::uint8_t*>(face.data()),
-                                         {options.size, options.size, 3}, at::kByte);
-    const auto jpeg = codec.encode(rgb, options.quality);
+    const auto jpeg = aligned_jpeg(codec, read_file_bytes(images / rel), e.points, options.size,
+                                   options.quality, where);
     fs::path target = out / rel;
     target.replace_extension(".jpg");
     fs::create_directories(target.parent_path());

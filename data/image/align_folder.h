@@ -2,8 +2,20 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
+#include <vector>
+
+#include "data/image/alignment.h"
 
 namespace facetrain::data {
+
+class JpegCodec;
+
+// The aligned face of an encoded photo (JPEG, PNG, BMP, TGA or GIF) with five landmarks, encoded
+// as JPEG at `quality`; errors name `where`.
+std::vector<std::uint8_t> aligned_jpeg(JpegCodec& codec, const std::vector<std::uint8_t>& bytes,
+                                       const FivePoints& landmarks, std::int64_t size, int quality,
+                                       const std::string& where);
 
 struct AlignFolderOptions {
   std::int64_t size = 112;  // side of the aligned faces

@@ -5,8 +5,10 @@
 #include <torch/nn/functional/upsampling.h>
 
 #include <algorithm>
+#include <map>
 #include <tuple>
 
+#include "data/image/align_folder.h"
 #include "data/image/image_files.h"
 #include "data/image/jpeg_codec.h"
 #include "data/shards/sharded_dataset.h"
@@ -85,6 +87,29 @@ Manifest pack_image_folder(const std::filesystem::path& input, const std::filesy
     total += static_cast<std::int64_t>(files.back().size());
   }
 
+  std::map<std::string, FivePoints> landmarks;
+  if (!options.landmarks.empty()) {
+    for (const auto& e : read_landmarks(options.landmarks.string())) {
+      landmarks[fs::path(e.path).lexically_normal().generic_string()] = e.points;
+    }
+  }
+  // What an image becomes in the dataset: aligned from its landmarks, or as it is.
+  const auto stored = [&](JpegCodec& codec, const fs::path& file) {
+    if (options.landmarks.empty()) {
+      return conform_jpeg(codec, read_file_bytes(file), options, file.string());
+    }
+    const std::string rel = fs::relative(file, input).lexically_normal().generic_string();
+    const auto it = landmarks.find(rel);
+    if (it == landmarks.end()) {
+      throw DataError(
+          fmt::format("{}: no landmarks for it in {} (expected a line '{} x1 y1 ... "
+                      "x5 y5')",
+                      file.string(), options.landmarks.string(), rel));
+    }
+    return aligned_jpeg(codec, read_file_bytes(file), it->second, options.image_size,
+                        options.jpeg_quality, file.string());
+  };
+
   ShardedDatasetWriter writer(out, options.image_size, options.image_size, options.shard_size);
   JpegCodec codec;
   std::string classes;
@@ -92,8 +117,7 @@ Manifest pack_image_folder(const std::filesystem::path& input, const std::filesy
   for (std::size_t label = 0; label < identities.size(); ++label) {
     classes += fmt::format("{}\t{}\n", label, identities[label].filename().string());
     for (const auto& file : files[label]) {
-      writer.add(static_cast<std::int32_t>(label),
-                 conform_jpeg(codec, read_file_bytes(file), options, file.string()));
+      writer.add(static_cast<std::int32_t>(label), stored(codec, file));
       if (progress && (++done % 256 == 0 || done == total)) progress(done, total);
     }
   }

@@ -16,6 +16,10 @@ struct PackOptions {
   std::int64_t shard_size = 100000;
   bool resize = false;    // resize (and re-encode) other sizes instead of failing
   int jpeg_quality = 95;  // for re-encoded images
+  // A landmarks file (read_landmarks; paths relative to the input folder): every image is
+  // aligned to the ArcFace template from its five landmarks before it is stored. Empty: the
+  // images are stored as they are (already aligned).
+  std::filesystem::path landmarks;
 };
 
 class JpegCodec;

@@ -14,6 +14,7 @@
 #include "data/image/align_folder.h"
 #include "data/image/image_files.h"
 #include "data/image/jpeg_codec.h"
+#include "data/shards/sharded_dataset.h"
 #include "data/synth/face_renderer.h"
 #include "framework/core/error.h"
 #include "tests/support/process.h"
@@ -192,6 +193,23 @@ TEST_F(AlignFolderTest, LandmarksFilesAndTheAlignCommand) {
                          .mean()
                          .item<double>();
   EXPECT_LT(mad, 8.0);
+
+  // Packing the folder aligns on the way in.
+  const std::string pack = test::env("FACETRAIN_BIN") + " data pack --from folder --input " +
+                           (dir_ / "photos").string() + " --landmarks " +
+                           (dir_ / "lm.txt").string() + " --out ";
+  const auto packed = test::run(pack + (dir_ / "shards").string());
+  ASSERT_EQ(packed.code, 0) << packed.out;
+  const ShardedDataset dataset(dir_ / "shards");
+  ASSERT_EQ(dataset.size(), 1);
+  const at::Tensor stored = codec.decode(dataset.read(0), "stored");
+  EXPECT_LT((stored.to(at::kFloat) - out.to(at::kFloat)).abs().mean().item<double>(), 2.0);
+  std::ofstream(dir_ / "photos" / "p1" / "b.jpg", std::ios::binary)
+      .write(reinterpret_cast<const char*>(jpeg.data()), static_cast<std::streamsize>(jpeg.size()));
+  const auto missing = test::run(pack + (dir_ / "shards2").string());
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.out.find("b.jpg: no landmarks for it in"), std::string::npos) << missing.out;
+  fs::remove(dir_ / "photos" / "p1" / "b.jpg");
 
   // Bad lines name the file and the line; a path leaving the folder is refused.
   std::ofstream(dir_ / "bad.txt") << "p1/a.jpg 1 2 3\n";
