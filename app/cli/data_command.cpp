@@ -129,13 +129,11 @@ int run_info(const std::string& dir) {
   return 0;
 }
 
-}  // namespace
+using Actions = std::vector<std::pair<CLI::App*, Action>>;
 
-void add_data_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, Action>>& out) {
-  auto* data_cmd = app.add_subcommand("data", "Build, check and describe datasets");
-  data_cmd->require_subcommand(1);
-
-  auto* pack = data_cmd->add_subcommand(
+// data pack: image folders, RecordIO and .bin packs into datasets.
+void add_pack(CLI::App* data, Actions& out) {
+  auto* pack = data->add_subcommand(
       "pack", "Pack face images into a dataset folder (manifest.json + shard-NNNNN.h5)");
   auto pack_args = std::make_shared<PackArgs>();
   pack->add_option("--from", pack_args->from,
@@ -157,8 +155,11 @@ void add_data_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, 
                    "landmarks file (as `data align --landmarks`; paths relative to --input)")
       ->check(CLI::ExistingFile);
   out.emplace_back(pack, [pack_args] { return run_pack(*pack_args); });
+}
 
-  auto* synth = data_cmd->add_subcommand(
+// data synth: a synthetic face dataset and held-out pairs.
+void add_synth(CLI::App* data, Actions& out) {
+  auto* synth = data->add_subcommand(
       "synth",
       "Render a synthetic face dataset (procedural aligned faces: each identity "
       "a stable set of facial features, each image another pose, light, expression, "
@@ -186,8 +187,11 @@ void add_data_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, 
   synth->add_option("--shard-size", synth_args->options.shard_size, "Images per shard")
       ->check(CLI::PositiveNumber);
   out.emplace_back(synth, [synth_args] { return run_synth(*synth_args); });
+}
 
-  auto* align = data_cmd->add_subcommand(
+// data align: photos with five landmarks onto the ArcFace template.
+void add_align(CLI::App* data, Actions& out) {
+  auto* align = data->add_subcommand(
       "align",
       "Align face photos to ArcFace's 112x112 template from five landmarks each (eyes, nose, "
       "mouth corners): a least-squares similarity transform and a bilinear warp, written as "
@@ -221,8 +225,11 @@ void add_data_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, 
                align_args->options.size, bar.elapsed(), align_args->out);
     return 0;
   });
+}
 
-  auto* verify = data_cmd->add_subcommand(
+// data verify and data info.
+void add_verify_and_info(CLI::App* data, Actions& out) {
+  auto* verify = data->add_subcommand(
       "verify",
       "Check a dataset folder: manifest against files, checksums, offsets, labels, "
       "every image decodes; lists every problem and exits 1 if there is any");
@@ -230,10 +237,21 @@ void add_data_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, 
   verify->add_option("path", *verify_dir, "Dataset folder")->required();
   out.emplace_back(verify, [verify_dir] { return run_verify(*verify_dir); });
 
-  auto* info = data_cmd->add_subcommand("info", "Summarise a dataset folder");
+  auto* info = data->add_subcommand("info", "Summarise a dataset folder");
   auto info_dir = std::make_shared<std::string>();
   info->add_option("path", *info_dir, "Dataset folder")->required();
   out.emplace_back(info, [info_dir] { return run_info(*info_dir); });
+}
+
+}  // namespace
+
+void add_data_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, Action>>& out) {
+  auto* data = app.add_subcommand("data", "Build, check and describe datasets");
+  data->require_subcommand(1);
+  add_pack(data, out);
+  add_synth(data, out);
+  add_align(data, out);
+  add_verify_and_info(data, out);
 }
 
 }  // namespace facetrain::cli
