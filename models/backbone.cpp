@@ -18,7 +18,8 @@ using Factory = std::shared_ptr<BackboneImpl> (*)(const std::string& name,
                                                   const BackboneOptions& options);
 
 struct Entry {
-  BackboneInfo info;
+  std::string name;                  // facetrain's name (what network() returns)
+  std::vector<std::string> aliases;  // arcface_torch's names for it
   Factory make;
 };
 
@@ -34,27 +35,27 @@ std::shared_ptr<BackboneImpl> mobilefacenet(const std::string&, const BackboneOp
 
 const std::vector<Entry>& entries() {
   static const std::vector<Entry> table = {
-      {{"iresnet18", {"r18"}, "IResNet-18 (insightface)"}, &iresnet<2, 2, 2, 2>},
-      {{"iresnet34", {"r34"}, "IResNet-34"}, &iresnet<3, 4, 6, 3>},
-      {{"iresnet50", {"r50"}, "IResNet-50"}, &iresnet<3, 4, 14, 3>},
-      {{"iresnet100", {"r100"}, "IResNet-100"}, &iresnet<3, 13, 30, 3>},
-      {{"iresnet200", {"r200"}, "IResNet-200"}, &iresnet<6, 26, 60, 6>},
-      {{"mbf", {}, "MobileFaceNet (arcface_torch's own name)"}, &mobilefacenet},
+      {"iresnet18", {"r18"}, &iresnet<2, 2, 2, 2>},
+      {"iresnet34", {"r34"}, &iresnet<3, 4, 6, 3>},
+      {"iresnet50", {"r50"}, &iresnet<3, 4, 14, 3>},
+      {"iresnet100", {"r100"}, &iresnet<3, 13, 30, 3>},
+      {"iresnet200", {"r200"}, &iresnet<6, 26, 60, 6>},
+      {"mbf", {}, &mobilefacenet},
   };
   return table;
 }
 
 const Entry& find_entry(const std::string& name) {
   for (const auto& e : entries()) {
-    if (e.info.name == name) return e;
-    for (const auto& alias : e.info.aliases) {
+    if (e.name == name) return e;
+    for (const auto& alias : e.aliases) {
       if (alias == name) return e;
     }
   }
   std::vector<std::string> all;
   for (const auto& e : entries()) {
-    all.push_back(e.info.name);
-    all.insert(all.end(), e.info.aliases.begin(), e.info.aliases.end());
+    all.push_back(e.name);
+    all.insert(all.end(), e.aliases.begin(), e.aliases.end());
   }
   throw ConfigError(fmt::format("unknown network '{}': known networks are {} (did you mean '{}'?)",
                                 name, join(backbone_names(), ", "), nearest_word(name, all)));
@@ -62,32 +63,23 @@ const Entry& find_entry(const std::string& name) {
 
 }  // namespace
 
-const std::vector<BackboneInfo>& backbone_registry() {
-  static const std::vector<BackboneInfo> infos = [] {
-    std::vector<BackboneInfo> out;
-    for (const auto& e : entries()) out.push_back(e.info);
-    return out;
-  }();
-  return infos;
-}
-
 std::vector<std::string> backbone_names() {
   std::vector<std::string> out;
-  for (const auto& e : entries()) out.push_back(e.info.name);
+  for (const auto& e : entries()) out.push_back(e.name);
   return out;
 }
 
 std::string backbone_names_help() {
   std::vector<std::string> names, aliases;
   for (const auto& e : entries()) {
-    names.push_back(e.info.name);
-    aliases.insert(aliases.end(), e.info.aliases.begin(), e.info.aliases.end());
+    names.push_back(e.name);
+    aliases.insert(aliases.end(), e.aliases.begin(), e.aliases.end());
   }
   return fmt::format("{} (or arcface_torch's {})", join(names, ", "), join(aliases, ", "));
 }
 
 std::string canonical_backbone_name(const std::string& name) {
-  return find_entry(name).info.name;
+  return find_entry(name).name;
 }
 
 std::shared_ptr<BackboneImpl> make_backbone(const std::string& name,
@@ -101,7 +93,7 @@ std::shared_ptr<BackboneImpl> make_backbone(const std::string& name,
     throw ConfigError(
         fmt::format("backbone {}: dropout = {}: must be in [0, 1)", name, options.dropout()));
   }
-  return entry.make(entry.info.name, options);
+  return entry.make(entry.name, options);
 }
 
 std::int64_t parameter_count(const torch::nn::Module& module) {

@@ -31,15 +31,10 @@ class BackboneImpl : public torch::nn::Module, public Lowerable {
   virtual std::string network() const = 0;
 };
 
-// The backbone registry: every network facetrain trains, evaluates and exports, by its name and
-// arcface_torch's (get_model's) aliases. The configuration (model.network), the CLI's --network
-// and the checkpoint and weight loaders all resolve names here.
-struct BackboneInfo {
-  std::string name;                  // facetrain's name (what network() returns)
-  std::vector<std::string> aliases;  // arcface_torch's names for it
-  std::string description;
-};
-const std::vector<BackboneInfo>& backbone_registry();
+// The backbone registry (models/backbone.cpp): every network facetrain trains, evaluates and
+// exports, by its name and arcface_torch's (get_model's) aliases. The configuration
+// (model.network), the CLI's --network and the checkpoint and weight loaders all resolve names
+// through the functions below.
 
 // The registered names: iresnet18, iresnet34, iresnet50, iresnet100, iresnet200, mbf.
 std::vector<std::string> backbone_names();

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <functional>
 
 #include "data/image/face_images.h"
 #include "data/shards/sharded_dataset.h"
