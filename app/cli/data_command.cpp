@@ -10,6 +10,7 @@
 #include "data/shards/folder_packer.h"
 #include "data/shards/sharded_dataset.h"
 #include "data/synth/synthetic_faces.h"
+#include "data/synth/synthetic_ijb.h"
 #include "data/verification/bin_pack.h"
 #include "framework/core/error.h"
 #include "framework/log/logger.h"
@@ -189,6 +190,42 @@ void add_synth(CLI::App* data, Actions& out) {
   out.emplace_back(synth, [synth_args] { return run_synth(*synth_args); });
 }
 
+// data synth-ijb: a synthetic IJB benchmark in insightface's layout.
+void add_synth_ijb(CLI::App* data, Actions& out) {
+  auto* synth = data->add_subcommand(
+      "synth-ijb",
+      "Render a synthetic IJB-B/C benchmark in insightface's layout (loose_crop/ and meta/): "
+      "unaligned face crops with known landmarks and detector scores, media within templates "
+      "within identities, 1:1 template pairs and 1:N galleries and probes");
+  struct SynthIjbArgs {
+    std::string out;
+    data::SynthIjbOptions options;
+  };
+  auto args = std::make_shared<SynthIjbArgs>();
+  synth->add_option("--out", args->out, "The benchmark folder to create")->required();
+  synth->add_option("--name", args->options.name, "IJBB or IJBC")
+      ->check(CLI::IsMember({"IJBB", "IJBC"}));
+  synth->add_option("--identities", args->options.identities, "Subjects")
+      ->check(CLI::Range(2, 1000000));
+  synth->add_option("--templates", args->options.templates, "Templates per subject")
+      ->check(CLI::Range(2, 1000));
+  synth->add_option("--media", args->options.media, "Media per template")
+      ->check(CLI::Range(1, 1000));
+  synth->add_option("--images", args->options.images, "Images per media")
+      ->check(CLI::Range(1, 1000));
+  synth->add_option("--impostors", args->options.impostors, "Impostor pairs per template")
+      ->check(CLI::Range(0, 1000000));
+  synth->add_option("--photo-size", args->options.photo_size, "Side of the loose crops")
+      ->check(CLI::Range(112, 1024));
+  synth->add_option("--seed", args->options.seed, "Everything is a function of it");
+  out.emplace_back(synth, [args] {
+    const auto s = data::synthesize_ijb(args->out, args->options);
+    fmt::print("synthesized {} ({} images, {} templates, {} pairs) -> {}\n", args->options.name,
+               s.images, s.templates, s.pairs, args->out);
+    return 0;
+  });
+}
+
 // data align: photos with five landmarks onto the ArcFace template.
 void add_align(CLI::App* data, Actions& out) {
   auto* align = data->add_subcommand(
@@ -250,6 +287,7 @@ void add_data_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, 
   data->require_subcommand(1);
   add_pack(data, out);
   add_synth(data, out);
+  add_synth_ijb(data, out);
   add_align(data, out);
   add_verify_and_info(data, out);
 }

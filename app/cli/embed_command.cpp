@@ -1,6 +1,5 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -12,6 +11,7 @@
 #include "data/image/face_images.h"
 #include "data/shards/sharded_dataset.h"
 #include "data/verification/verification_set.h"
+#include "framework/core/atomic_file.h"
 #include "framework/core/error.h"
 #include "framework/log/logger.h"
 #include "models/checkpoint_source.h"
@@ -75,8 +75,7 @@ int run_embed(EmbedArgs args) {
 
   // Written beside the target and renamed, so an interrupted run leaves no partial file.
   const fs::path out(args.out);
-  const fs::path tmp = out.string() + fmt::format(".tmp-{}", ::getpid());
-  try {
+  write_atomically(out, [&](const fs::path& tmp) {
     auto file = data::H5File::create(tmp);
     file.write("embeddings", at::cat(embeddings).to(at::kFloat));
     file.write_strings("names", names);
@@ -86,11 +85,8 @@ int run_embed(EmbedArgs args) {
     file.write_attribute("weights", args.weights);
     file.write_attribute("flip", args.flip ? "true" : "false");
     file.write_attribute("normalize", args.normalize ? "true" : "false");
-  } catch (...) {
-    fs::remove(tmp);
-    throw;
-  }
-  fs::rename(tmp, out);
+    file.close();
+  });
   log::info("embedded {} images with {} in {:.1f} s ({:.1f} img/s) -> {}", names.size(),
             args.network, secs, names.size() / secs, out.string());
   return 0;

@@ -7,6 +7,7 @@
 
 #include "data/image/face_images.h"
 #include "data/shards/sharded_dataset.h"
+#include "data/verification/ijb_protocol.h"
 #include "data/verification/verification_set.h"
 #include "framework/core/error.h"
 #include "models/embedding.h"
@@ -55,6 +56,14 @@ at::Tensor embed_verification_set(models::BackboneImpl& backbone, const data::Ve
 at::Tensor embed_dataset(models::BackboneImpl& backbone, const data::ShardedDataset& dataset,
                          std::int64_t batch_size, dist::Communicator* comm) {
   return embed_images_of(backbone, data::FaceImages::of(dataset), batch_size, comm);
+}
+
+at::Tensor embed_ijb_images(models::BackboneImpl& backbone, const data::IjbProtocol& protocol,
+                            std::int64_t batch_size, dist::Communicator* comm) {
+  return embed_images_of(backbone,
+                         data::FaceImages::photos(protocol.image_folder(), protocol.images,
+                                                  protocol.meta("_name_5pts_score.txt").string()),
+                         batch_size, comm);
 }
 
 VerificationResult evaluate_verification_set(models::BackboneImpl& backbone,

@@ -13,6 +13,7 @@
 namespace facetrain::data {
 class VerificationSet;
 class ShardedDataset;
+struct IjbProtocol;
 }  // namespace facetrain::data
 
 namespace facetrain::eval {
@@ -29,6 +30,11 @@ at::Tensor embed_verification_set(models::BackboneImpl& backbone, const data::Ve
 // The same for every image of a dataset folder ([num_samples, D], in sample order).
 at::Tensor embed_dataset(models::BackboneImpl& backbone, const data::ShardedDataset& dataset,
                          std::int64_t batch_size, dist::Communicator* comm);
+
+// The same for every image of an IJB protocol ([images, D], in the protocol's order): each photo
+// aligned from its landmarks to the ArcFace template first, as insightface's eval_ijbc.py.
+at::Tensor embed_ijb_images(models::BackboneImpl& backbone, const data::IjbProtocol& protocol,
+                            std::int64_t batch_size, dist::Communicator* comm);
 
 // verify_pairs of embed_verification_set of the verification set at `set`.
 VerificationResult evaluate_verification_set(models::BackboneImpl& backbone,

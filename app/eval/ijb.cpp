@@ -5,13 +5,113 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <unordered_map>
 
+#include "data/verification/ijb_protocol.h"
 #include "framework/core/error.h"
 
 namespace facetrain::eval {
+
+namespace {
+
+// Template id → row: a dense table when the ids are compact (IJB's are), a hash map otherwise.
+class RowIndex {
+ public:
+  explicit RowIndex(const std::vector<std::int64_t>& ids) {
+    if (ids.empty()) return;
+    lo_ = *std::min_element(ids.begin(), ids.end());
+    const std::int64_t hi = *std::max_element(ids.begin(), ids.end());
+    const auto n = static_cast<std::int64_t>(ids.size());
+    if (hi - lo_ < 16 * n + (1 << 20)) {
+      dense_.assign(static_cast<std::size_t>(hi - lo_ + 1), -1);
+      for (std::int64_t t = 0; t < n; ++t) dense_[static_cast<std::size_t>(ids[t] - lo_)] = t;
+    } else {
+      for (std::int64_t t = 0; t < n; ++t) sparse_[ids[t]] = t;
+    }
+  }
+  // The row of `id`, −1 when it has none.
+  std::int64_t operator()(std::int64_t id) const {
+    if (!sparse_.empty()) {
+      const auto it = sparse_.find(id);
+      return it == sparse_.end() ? -1 : it->second;
+    }
+    const std::int64_t k = id - lo_;
+    return k < 0 || k >= static_cast<std::int64_t>(dense_.size())
+               ? -1
+               : dense_[static_cast<std::size_t>(k)];
+  }
+
+ private:
+  std::int64_t lo_ = 0;
+  std::vector<std::int64_t> dense_;
+  std::unordered_map<std::int64_t, std::int64_t> sparse_;
+};
+
+double dot(const double* a, const double* b, std::int64_t d) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  std::int64_t k = 0;
+  for (; k + 4 <= d; k += 4) {
+    s0 += a[k] * b[k];
+    s1 += a[k + 1] * b[k + 1];
+    s2 += a[k + 2] * b[k + 2];
+    s3 += a[k + 3] * b[k + 3];
+  }
+  for (; k < d; ++k) s0 += a[k] * b[k];
+  return (s0 + s1) + (s2 + s3);
+}
+
+}  // namespace
+
+std::vector<std::int64_t> TemplateFeatures::rows_of(const std::vector<std::int64_t>& templates,
+                                                    const std::string& what) const {
+  const RowIndex index(ids);
+  std::vector<std::int64_t> rows(templates.size());
+  for (std::size_t k = 0; k < templates.size(); ++k) {
+    rows[k] = index(templates[k]);
+    if (rows[k] < 0) {
+      throw DataError(fmt::format("{}: template {} has no images", what, templates[k]));
+    }
+  }
+  return rows;
+}
+
+namespace {
+
+// Sums the templates' features in T (the features' own precision, as numpy keeps float32) into
+// float64 rows `y`: per template, each media's images averaged in file order, the media summed in
+// ascending id order. `order` groups the images by (template, media).
+template <typename T>
+void sum_templates(const T* x, std::int64_t d, const std::vector<std::size_t>& order,
+                   const std::vector<std::int64_t>& templates,
+                   const std::vector<std::int64_t>& medias, double* y) {
+  const std::size_t n = order.size();
+  std::vector<T> media(static_cast<std::size_t>(d)), sum(static_cast<std::size_t>(d));
+  for (std::size_t i = 0, t = 0; i < n; ++t) {
+    const std::int64_t id = templates[order[i]];
+    std::fill(sum.begin(), sum.end(), T(0));
+    while (i < n && templates[order[i]] == id) {
+      const std::int64_t m = medias[order[i]];
+      std::fill(media.begin(), media.end(), T(0));
+      std::int64_t count = 0;
+      for (; i < n && templates[order[i]] == id && medias[order[i]] == m; ++i, ++count) {
+        const T* image = x + static_cast<std::int64_t>(order[i]) * d;
+        for (std::int64_t k = 0; k < d; ++k) media[static_cast<std::size_t>(k)] += image[k];
+      }
+      for (std::int64_t k = 0; k < d; ++k) {
+        sum[static_cast<std::size_t>(k)] +=
+            media[static_cast<std::size_t>(k)] / static_cast<T>(count);
+      }
+    }
+    double* row = y + static_cast<std::int64_t>(t) * d;
+    for (std::int64_t k = 0; k < d; ++k)
+      row[k] = static_cast<double>(sum[static_cast<std::size_t>(k)]);
+  }
+}
+
+}  // namespace
 
 TemplateFeatures template_features(const at::Tensor& features,
                                    const std::vector<std::int64_t>& templates,
@@ -29,80 +129,91 @@ TemplateFeatures template_features(const at::Tensor& features,
   std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
     return templates[a] != templates[b] ? templates[a] < templates[b] : medias[a] < medias[b];
   });
-  const at::Tensor f = features.to(at::kDouble).contiguous();
-  const std::int64_t d = f.size(1);
   TemplateFeatures out;
-  std::vector<at::Tensor> rows;
-  for (std::size_t i = 0; i < n;) {
-    const std::int64_t t = templates[order[i]];
-    at::Tensor sum = at::zeros({d}, at::kDouble);
-    while (i < n && templates[order[i]] == t) {
-      const std::int64_t m = medias[order[i]];
-      at::Tensor media_sum = at::zeros({d}, at::kDouble);
-      std::int64_t count = 0;
-      for (; i < n && templates[order[i]] == t && medias[order[i]] == m; ++i, ++count) {
-        media_sum += f[static_cast<std::int64_t>(order[i])];
-      }
-      sum += media_sum / static_cast<double>(count);
-    }
-    out.ids.push_back(t);
-    rows.push_back(sum / sum.norm().clamp_min(1e-12));
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i == 0 || templates[order[i]] != templates[order[i - 1]])
+      out.ids.push_back(templates[order[i]]);
   }
-  out.features = rows.empty() ? at::empty({0, d}, at::kDouble) : at::stack(rows);
+  const std::int64_t d = features.size(1);
+  out.features = at::empty({static_cast<std::int64_t>(out.ids.size()), d}, at::kDouble);
+  double* y = out.features.data_ptr<double>();
+  const bool single = features.scalar_type() == at::kFloat;
+  const at::Tensor f = features.to(single ? at::kFloat : at::kDouble).contiguous();
+  if (single) {
+    sum_templates(f.data_ptr<float>(), d, order, templates, medias, y);
+  } else {
+    sum_templates(f.data_ptr<double>(), d, order, templates, medias, y);
+  }
+  for (std::size_t t = 0; t < out.ids.size(); ++t) {
+    double* row = y + static_cast<std::int64_t>(t) * d;
+    const double norm = std::max(std::sqrt(dot(row, row, d)), 1e-12);
+    for (std::int64_t k = 0; k < d; ++k) row[k] /= norm;
+  }
   return out;
 }
 
 at::Tensor pair_scores(const TemplateFeatures& templates, const std::vector<std::int64_t>& first,
                        const std::vector<std::int64_t>& second) {
-  std::unordered_map<std::int64_t, std::int64_t> row;
-  for (std::size_t t = 0; t < templates.ids.size(); ++t) {
-    row[templates.ids[t]] = static_cast<std::int64_t>(t);
-  }
-  const auto index = [&](const std::vector<std::int64_t>& ids, const char* side) {
-    std::vector<std::int64_t> out(ids.size());
-    for (std::size_t k = 0; k < ids.size(); ++k) {
-      const auto it = row.find(ids[k]);
-      if (it == row.end()) {
-        throw DataError(fmt::format("IJB pair {}: {} template {} has no images", k, side, ids[k]));
-      }
-      out[k] = it->second;
-    }
-    return at::tensor(out, at::kLong);
-  };
   if (first.size() != second.size()) {
     throw DataError(
         fmt::format("IJB pairs: {} first and {} second templates", first.size(), second.size()));
   }
-  const at::Tensor a = templates.features.index_select(0, index(first, "first"));
-  const at::Tensor b = templates.features.index_select(0, index(second, "second"));
-  return (a * b).sum(1);
+  const RowIndex index(templates.ids);
+  const at::Tensor f = templates.features.contiguous();
+  const double* x = f.data_ptr<double>();
+  const std::int64_t d = f.size(1);
+  at::Tensor out = at::empty({static_cast<std::int64_t>(first.size())}, at::kDouble);
+  double* score = out.data_ptr<double>();
+  for (std::size_t k = 0; k < first.size(); ++k) {
+    const std::int64_t a = index(first[k]);
+    const std::int64_t b = index(second[k]);
+    if (a < 0 || b < 0) {
+      throw DataError(fmt::format("IJB pair {}: {} template {} has no images", k,
+                                  a < 0 ? "first" : "second", a < 0 ? first[k] : second[k]));
+    }
+    score[k] = dot(x + a * d, x + b * d, d);
+  }
+  return out;
 }
 
-Roc sklearn_roc(const std::vector<double>& scores, const std::vector<std::uint8_t>& labels) {
+RocCurve sklearn_roc(const std::vector<double>& scores, const std::vector<std::uint8_t>& labels) {
   const std::size_t n = scores.size();
   if (labels.size() != n) {
     throw DataError(fmt::format("ROC: {} scores, {} labels", n, labels.size()));
   }
-  std::vector<std::size_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::size_t a, std::size_t b) { return scores[a] > scores[b]; });
+  struct Scored {
+    double score;
+    bool genuine;
+  };
+  std::vector<Scored> sorted(n);
+  for (std::size_t k = 0; k < n; ++k) {
+    if (!std::isfinite(scores[k])) {
+      throw DataError(
+          fmt::format("ROC: pair {} scores {}: expected a finite score (the model's "
+                      "features hold non-finite values?)",
+                      k, scores[k]));
+    }
+    sorted[k] = {scores[k], labels[k] != 0};
+  }
+  // Pairs of equal score enter the ROC together, so their order among themselves is irrelevant.
+  std::sort(sorted.begin(), sorted.end(),
+            [](const Scored& a, const Scored& b) { return a.score > b.score; });
   // One point per distinct score: the counts of positives and negatives scoring at least it.
   std::vector<double> tps, fps, thresholds;
   double tp = 0;
   for (std::size_t k = 0; k < n; ++k) {
-    tp += labels[order[k]] != 0 ? 1.0 : 0.0;
-    if (k + 1 == n || scores[order[k + 1]] != scores[order[k]]) {
+    tp += sorted[k].genuine ? 1.0 : 0.0;
+    if (k + 1 == n || sorted[k + 1].score != sorted[k].score) {
       tps.push_back(tp);
       fps.push_back(static_cast<double>(k + 1) - tp);
-      thresholds.push_back(scores[order[k]]);
+      thresholds.push_back(sorted[k].score);
     }
   }
   if (tps.empty() || tps.back() == 0 || fps.back() == 0) {
     throw DataError("ROC: the labels must hold both genuine (1) and impostor (0) pairs");
   }
   // drop_intermediate: keep the ends and every point where either count's slope changes.
-  Roc roc;
+  RocCurve roc;
   roc.fpr.push_back(0);
   roc.tpr.push_back(0);
   roc.thresholds.push_back(std::numeric_limits<double>::infinity());
@@ -118,7 +229,15 @@ Roc sklearn_roc(const std::vector<double>& scores, const std::vector<std::uint8_
   return roc;
 }
 
-std::vector<TarAtFar> tar_at_far(const Roc& roc, const std::vector<double>& fars) {
+double roc_auc(const RocCurve& roc) {
+  double area = 0;
+  for (std::size_t k = 1; k < roc.fpr.size(); ++k) {
+    area += (roc.fpr[k] - roc.fpr[k - 1]) * (roc.tpr[k] + roc.tpr[k - 1]) / 2;
+  }
+  return area;
+}
+
+std::vector<TarAtFar> tar_at_far(const RocCurve& roc, const std::vector<double>& fars) {
   std::vector<TarAtFar> out;
   for (const double far : fars) {
     TarAtFar r;
@@ -126,7 +245,7 @@ std::vector<TarAtFar> tar_at_far(const Roc& roc, const std::vector<double>& fars
     double best = std::numeric_limits<double>::infinity();
     for (std::size_t k = 0; k < roc.fpr.size(); ++k) {
       const double gap = std::abs(roc.fpr[k] - far);
-      if (gap < best) {
+      if (gap <= best) {  // ties: the later point, with the higher TPR
         best = gap;
         r.tar_closest = roc.tpr[k];
       }
@@ -135,6 +254,153 @@ std::vector<TarAtFar> tar_at_far(const Roc& roc, const std::vector<double>& fars
     out.push_back(r);
   }
   return out;
+}
+
+OpenSetResult open_set_identification(const at::Tensor& gallery,
+                                      const std::vector<std::int64_t>& gallery_subjects,
+                                      const at::Tensor& probes,
+                                      const std::vector<std::int64_t>& probe_subjects,
+                                      const std::vector<std::int64_t>& ranks,
+                                      const std::vector<double>& fpirs) {
+  const std::int64_t g = gallery.size(0), p = probes.size(0);
+  if (gallery.dim() != 2 || probes.dim() != 2 || gallery.size(1) != probes.size(1) ||
+      static_cast<std::int64_t>(gallery_subjects.size()) != g ||
+      static_cast<std::int64_t>(probe_subjects.size()) != p || g == 0) {
+    throw DataError(fmt::format("1:N: gallery {} with {} subjects, probes {} with {} subjects",
+                                gallery.sizes(), gallery_subjects.size(), probes.sizes(),
+                                probe_subjects.size()));
+  }
+  std::unordered_map<std::int64_t, std::int64_t> mate_of;
+  for (std::int64_t k = 0; k < g; ++k) {
+    if (!mate_of.emplace(gallery_subjects[static_cast<std::size_t>(k)], k).second) {
+      throw DataError(fmt::format("1:N: subject {} has two gallery templates",
+                                  gallery_subjects[static_cast<std::size_t>(k)]));
+    }
+  }
+  // Per probe: the mate's rank and score (mated probes), or the top-1 score (non-mated).
+  std::vector<std::int64_t> mate_rank;
+  std::vector<double> mate_score, nonmated_top;
+  const at::Tensor gt = gallery.to(at::kDouble).t().contiguous();
+  constexpr std::int64_t kChunk = 2048;
+  for (std::int64_t first = 0; first < p; first += kChunk) {
+    const std::int64_t last = std::min(p, first + kChunk);
+    const at::Tensor sim = at::mm(probes.slice(0, first, last).to(at::kDouble), gt).contiguous();
+    const double* row = sim.data_ptr<double>();
+    for (std::int64_t i = first; i < last; ++i, row += g) {
+      const auto it = mate_of.find(probe_subjects[static_cast<std::size_t>(i)]);
+      if (it == mate_of.end()) {
+        nonmated_top.push_back(*std::max_element(row, row + g));
+        continue;
+      }
+      const double s = row[it->second];
+      mate_score.push_back(s);
+      mate_rank.push_back(1 + std::count_if(row, row + g, [s](double v) { return v > s; }));
+    }
+  }
+  OpenSetResult r;
+  r.gallery_templates = g;
+  r.mated_probes = static_cast<std::int64_t>(mate_score.size());
+  r.nonmated_probes = static_cast<std::int64_t>(nonmated_top.size());
+  const auto mated = static_cast<double>(r.mated_probes);
+  for (const std::int64_t k : ranks) {
+    const auto hits = std::count_if(mate_rank.begin(), mate_rank.end(),
+                                    [k](std::int64_t rank) { return rank <= k; });
+    r.rank.emplace_back(k, mated > 0 ? static_cast<double>(hits) / mated
+                                     : std::numeric_limits<double>::quiet_NaN());
+  }
+  std::sort(nonmated_top.begin(), nonmated_top.end(), std::greater<>());
+  for (const double f : fpirs) {
+    TpirAtFpir t;
+    t.fpir = f;
+    const auto allowed =
+        static_cast<std::size_t>(std::floor(f * static_cast<double>(nonmated_top.size())));
+    t.threshold = allowed < nonmated_top.size() ? nonmated_top[allowed]
+                                                : -std::numeric_limits<double>::infinity();
+    std::int64_t hits = 0;
+    for (std::size_t k = 0; k < mate_score.size(); ++k) {
+      hits += mate_rank[k] == 1 && mate_score[k] > t.threshold ? 1 : 0;
+    }
+    t.tpir =
+        mated > 0 ? static_cast<double>(hits) / mated : std::numeric_limits<double>::quiet_NaN();
+    r.tpir.push_back(t);
+  }
+  return r;
+}
+
+namespace {
+
+// The mean of the galleries' figures (IJB-C reports 1:N as the average over G1 and G2).
+OpenSetResult mean_of(const std::vector<OpenSetResult>& galleries) {
+  OpenSetResult mean = galleries.front();
+  mean.gallery = "mean";
+  const auto n = static_cast<double>(galleries.size());
+  for (std::size_t k = 0; k < mean.rank.size(); ++k) {
+    double sum = 0;
+    for (const auto& g : galleries) sum += g.rank[k].second;
+    mean.rank[k].second = sum / n;
+  }
+  for (std::size_t k = 0; k < mean.tpir.size(); ++k) {
+    double sum = 0;
+    for (const auto& g : galleries) sum += g.tpir[k].tpir;
+    mean.tpir[k].tpir = sum / n;
+    mean.tpir[k].threshold = std::numeric_limits<double>::quiet_NaN();
+  }
+  mean.gallery_templates = mean.mated_probes = mean.nonmated_probes = 0;
+  for (const auto& g : galleries) {
+    mean.gallery_templates += g.gallery_templates;
+    mean.mated_probes += g.mated_probes;
+    mean.nonmated_probes += g.nonmated_probes;
+  }
+  return mean;
+}
+
+}  // namespace
+
+IjbResult score_ijb(const data::IjbProtocol& protocol, const at::Tensor& image_features,
+                    const IjbOptions& options) {
+  const auto n = static_cast<std::int64_t>(protocol.images.size());
+  if (image_features.dim() != 2 || image_features.size(0) != n) {
+    throw DataError(
+        fmt::format("{}: features {} for {} images", protocol.name, image_features.sizes(), n));
+  }
+  // In float32 up to the template sums, as eval_ijbc.py computes (its features and detector
+  // scores are float32 arrays); the normalised templates and the cosines in float64.
+  std::vector<float> detector(static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < detector.size(); ++i) {
+    detector[i] = static_cast<float>(protocol.images[i].score);
+  }
+  const at::Tensor weighted =
+      image_features.to(at::kFloat) * at::tensor(detector, at::kFloat).unsqueeze(1);
+  const TemplateFeatures templates =
+      template_features(weighted, protocol.templates, protocol.medias);
+
+  IjbResult r;
+  r.name = protocol.name;
+  r.images = n;
+  r.templates = static_cast<std::int64_t>(templates.ids.size());
+  r.pairs = static_cast<std::int64_t>(protocol.pair_label.size());
+  r.genuine_pairs = std::count(protocol.pair_label.begin(), protocol.pair_label.end(), 1);
+  const at::Tensor scores = pair_scores(templates, protocol.pair_first, protocol.pair_second);
+  r.roc = sklearn_roc(
+      std::vector<double>(scores.data_ptr<double>(), scores.data_ptr<double>() + r.pairs),
+      protocol.pair_label);
+  r.auc = roc_auc(r.roc);
+  r.tar = tar_at_far(r.roc, options.fars);
+
+  if (protocol.galleries.empty()) return r;
+  const auto& probes = protocol.probes;
+  const at::Tensor probe_features = templates.features.index_select(
+      0, at::tensor(templates.rows_of(probes.templates, probes.file.string()), at::kLong));
+  for (const auto& g : protocol.galleries) {
+    const at::Tensor gallery_features = templates.features.index_select(
+        0, at::tensor(templates.rows_of(g.templates, g.file.string()), at::kLong));
+    r.identification.push_back(open_set_identification(gallery_features, g.subjects, probe_features,
+                                                       probes.subjects, options.ranks,
+                                                       options.fpirs));
+    r.identification.back().gallery = g.name;
+  }
+  r.identification.push_back(mean_of(r.identification));
+  return r;
 }
 
 }  // namespace facetrain::eval

@@ -39,6 +39,47 @@ nlohmann::json to_json(const VerificationEntry& e) {
            e.roc_csv.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.roc_csv.string())}};
 }
 
+nlohmann::json to_json(const OpenSetResult& r) {
+  nlohmann::json ranks = nlohmann::json::object(), tpir = nlohmann::json::array();
+  for (const auto& [k, rate] : r.rank) ranks[fmt::format("rank{}", k)] = number(rate);
+  for (const auto& t : r.tpir) {
+    tpir.push_back(
+        {{"fpir", t.fpir}, {"tpir", number(t.tpir)}, {"threshold", number(t.threshold)}});
+  }
+  return {{"gallery", r.gallery},
+          {"gallery_templates", r.gallery_templates},
+          {"mated_probes", r.mated_probes},
+          {"nonmated_probes", r.nonmated_probes},
+          {"rank", ranks},
+          {"tpir_at_fpir", tpir}};
+}
+
+nlohmann::json to_json(const IjbEntry& e) {
+  const auto& r = e.result;
+  nlohmann::json tar = nlohmann::json::array(), one_to_n = nlohmann::json::array();
+  for (const auto& t : r.tar) {
+    tar.push_back({{"far", t.far},
+                   {"tar", number(t.tar_closest)},
+                   {"tar_at_most_far", number(t.tar_at_most)}});
+  }
+  for (const auto& g : r.identification) one_to_n.push_back(to_json(g));
+  return {
+      {"name", r.name},
+      {"root", e.root.string()},
+      {"images", r.images},
+      {"templates", r.templates},
+      {"pairs", r.pairs},
+      {"genuine_pairs", r.genuine_pairs},
+      {"tar_at_far", tar},
+      {"auc", number(r.auc)},
+      {"roc_points", r.roc.fpr.size()},
+      {"roc_csv", e.roc_csv.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.roc_csv.string())},
+      {"identification", one_to_n},
+      {"embed_seconds", e.embed_seconds},
+      {"images_per_second",
+       e.embed_seconds > 0 ? number(r.images / e.embed_seconds) : nlohmann::json(nullptr)}};
+}
+
 }  // namespace
 
 std::string report_json(const EvalReport& report) {
@@ -50,7 +91,8 @@ std::string report_json(const EvalReport& report) {
                       {"batch_size", report.batch_size},
                       {"world_size", report.world_size},
                       {"verification", nlohmann::json::array()},
-                      {"identification", nullptr}};
+                      {"identification", nullptr},
+                      {"ijb", nullptr}};
   for (const auto& e : report.verification) j["verification"].push_back(to_json(e));
   if (report.identification) {
     const auto& id = *report.identification;
@@ -64,6 +106,7 @@ std::string report_json(const EvalReport& report) {
                            {"rank5", number(r.rank5)},
                            {"map", number(r.mean_average_precision)}};
   }
+  if (report.ijb) j["ijb"] = to_json(*report.ijb);
   return j.dump(2) + "\n";
 }
 

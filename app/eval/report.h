@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "app/eval/identification.h"
+#include "app/eval/ijb.h"
 #include "app/eval/verification.h"
 
 namespace facetrain::eval {
@@ -25,6 +26,14 @@ struct IdentificationEntry {
   IdentificationResult result;
 };
 
+// The IJB entry of a report.
+struct IjbEntry {
+  std::filesystem::path root;     // the benchmark's folder
+  std::filesystem::path roc_csv;  // where its 1:1 ROC was written; empty when it was not
+  double embed_seconds = 0;       // embedding every image (and its mirror), all ranks together
+  IjbResult result;
+};
+
 // What `facetrain eval` measured, as written to its JSON report (schema: docs/evaluation.md).
 struct EvalReport {
   std::string network;
@@ -34,6 +43,7 @@ struct EvalReport {
   int world_size = 1;
   std::vector<VerificationEntry> verification;
   std::optional<IdentificationEntry> identification;
+  std::optional<IjbEntry> ijb;
 };
 
 // The report as pretty-printed JSON ("format": "facetrain-eval-report", "version": 1). The ROC

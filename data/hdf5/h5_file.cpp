@@ -95,6 +95,17 @@ H5File::~H5File() {
   if (id_ >= 0) H5Fclose(id_);
 }
 
+void H5File::close() {
+  for (const auto& [name, set] : open_datasets_) H5Dclose(set);
+  open_datasets_.clear();
+  if (id_ < 0) return;
+  const hid_t id = id_;
+  id_ = -1;
+  if (H5Fflush(id, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(id) < 0) {
+    throw DataError(fmt::format("{}: flushing and closing the file failed (disk full?)", path_));
+  }
+}
+
 hid_t H5File::cached_dataset(const std::string& name) const {
   std::lock_guard<std::mutex> lock(cache_mutex_);
   const auto it = open_datasets_.find(name);

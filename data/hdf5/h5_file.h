@@ -39,6 +39,10 @@ class H5File {
   H5File& operator=(const H5File&) = delete;
   H5File& operator=(H5File&&) = delete;
 
+  // Closes the file now, flushing it: a failure (a full disk) is a DataError naming the file,
+  // where the destructor could only ignore it. Writers call it before using the file.
+  void close();
+
   const std::string& path() const { return path_; }
   bool has(const std::string& name) const;
 

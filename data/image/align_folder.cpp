@@ -14,15 +14,21 @@
 namespace facetrain::data {
 namespace fs = std::filesystem;
 
+std::vector<std::uint8_t> aligned_face_pixels(JpegCodec& codec,
+                                              const std::vector<std::uint8_t>& bytes,
+                                              const FivePoints& landmarks, std::int64_t size,
+                                              const std::string& where) {
+  const at::Tensor image =
+      (is_jpeg(bytes) ? codec.decode(bytes, where) : decode_non_jpeg(bytes, where)).contiguous();
+  return align_face(image.data_ptr<std::uint8_t>(), image.size(0), image.size(1), landmarks, size,
+                    where);
+}
+
 std::vector<std::uint8_t> aligned_jpeg(JpegCodec& codec, const std::vector<std::uint8_t>& bytes,
                                        const FivePoints& landmarks, std::int64_t size, int quality,
                                        const std::string& where) {
-  const at::Tensor image =
-      (is_jpeg(bytes) ? codec.decode(bytes, where) : decode_non_jpeg(bytes, where)).contiguous();
-  const auto face = align_face(image.data_ptr<std::uint8_t>(), image.size(0), image.size(1),
-                               landmarks, size, where);
-  return codec.encode(
-      at::from_blob(const_cast<std::uint8_t*>(face.data()), {size, size, 3}, at::kByte), quality);
+  auto face = aligned_face_pixels(codec, bytes, landmarks, size, where);
+  return codec.encode(at::from_blob(face.data(), {size, size, 3}, at::kByte), quality);
 }
 
 std::int64_t align_folder(const fs::path& images, const fs::path& landmarks, const fs::path& out,

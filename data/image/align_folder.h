@@ -11,6 +11,13 @@ namespace facetrain::data {
 
 class JpegCodec;
 
+// The aligned face of an encoded photo (JPEG, PNG, BMP, TGA or GIF, any size) with five
+// landmarks: uint8 [size, size, 3] RGB; errors name `where`.
+std::vector<std::uint8_t> aligned_face_pixels(JpegCodec& codec,
+                                              const std::vector<std::uint8_t>& bytes,
+                                              const FivePoints& landmarks, std::int64_t size,
+                                              const std::string& where);
+
 // The aligned face of an encoded photo (JPEG, PNG, BMP, TGA or GIF) with five landmarks, encoded
 // as JPEG at `quality`; errors name `where`.
 std::vector<std::uint8_t> aligned_jpeg(JpegCodec& codec, const std::vector<std::uint8_t>& bytes,

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "framework/core/error.h"
+#include "framework/core/text_table.h"
 
 namespace facetrain::data {
 
@@ -114,46 +115,20 @@ std::vector<std::uint8_t> align_face(const std::uint8_t* image, std::int64_t hei
 }
 
 std::vector<LandmarkEntry> read_landmarks(const std::string& file) {
-  std::ifstream in(file);
-  if (!in) throw DataError(fmt::format("{}: cannot open the landmarks file", file));
   std::vector<LandmarkEntry> out;
-  std::string text;
-  for (std::int64_t line = 1; std::getline(in, text); ++line) {
-    if (!text.empty() && text.back() == '\r') text.pop_back();
-    std::replace(text.begin(), text.end(), ',', ' ');
-    std::replace(text.begin(), text.end(), '\t', ' ');
-    std::istringstream fields(text);
-    std::vector<std::string> f;
-    for (std::string w; fields >> w;) f.push_back(w);
-    if (f.empty() || f[0][0] == '#') continue;
-    if (f.size() != 11 && f.size() != 12) {
-      throw DataError(
-          fmt::format("{}:{}: {} fields, expected a path and 10 coordinates "
-                      "(x1 y1 ... x5 y5), optionally followed by a score",
-                      file, line, f.size()));
-    }
+  read_text_table(file, [&out](const TextRow& row) {
+    row.expect_fields(
+        11, 12, "a path and 10 coordinates (x1 y1 ... x5 y5), optionally followed by a score");
     LandmarkEntry e;
-    e.path = f[0];
-    e.line = line;
-    std::array<double, 11> v{};
-    for (std::size_t i = 1; i < f.size(); ++i) {
-      std::size_t used = 0;
-      double x = 0;
-      try {
-        x = std::stod(f[i], &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used != f[i].size() || !std::isfinite(x)) {
-        throw DataError(fmt::format("{}:{}: field {} is '{}': expected a finite number", file, line,
-                                    i + 1, f[i]));
-      }
-      v[i - 1] = x;
+    e.path = std::string(row.fields[0]);
+    e.line = row.line;
+    for (std::size_t k = 0; k < 5; ++k) {
+      e.points[k] = {row.number(1 + 2 * k, "a landmark coordinate"),
+                     row.number(2 + 2 * k, "a landmark coordinate")};
     }
-    for (std::size_t k = 0; k < 5; ++k) e.points[k] = {v[2 * k], v[2 * k + 1]};
-    if (f.size() == 12) e.score = v[10];
+    if (row.fields.size() == 12) e.score = row.number(11, "the detector score");
     out.push_back(std::move(e));
-  }
+  });
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 
+#include "data/image/align_folder.h"
 #include "data/image/image_files.h"
 #include "data/shards/sharded_dataset.h"
 #include "data/verification/verification_set.h"
@@ -36,6 +37,23 @@ FaceImages FaceImages::files(const fs::path& root) {
       base.string()};
 }
 
+FaceImages FaceImages::photos(const fs::path& folder, const std::vector<LandmarkEntry>& entries,
+                              const std::string& list) {
+  FaceImages images;
+  images.count = static_cast<std::int64_t>(entries.size());
+  images.bytes = [folder, &entries](std::int64_t i) {
+    return read_file_bytes(folder / entries[static_cast<std::size_t>(i)].path);
+  };
+  images.name = [list, &entries](std::int64_t i) {
+    const auto& e = entries[static_cast<std::size_t>(i)];
+    return fmt::format("{}:{}: {}", list, e.line, e.path);
+  };
+  images.landmarks = [&entries](std::int64_t i) {
+    return entries[static_cast<std::size_t>(i)].points;
+  };
+  return images;
+}
+
 FaceDecoder::FaceDecoder(std::int64_t height, std::int64_t width, bool jpeg_only)
     : height_(height), width_(width), jpeg_only_(jpeg_only) {
   if (height < 1 || width < 1) {
@@ -63,11 +81,23 @@ void FaceDecoder::decode_into(const std::vector<std::uint8_t>& bytes, std::uint8
 at::Tensor FaceDecoder::batch(const FaceImages& images, std::int64_t first, std::int64_t last) {
   at::Tensor out = at::empty({last - first, height_, width_, 3}, at::kByte);
   auto* pixels = out.data_ptr<std::uint8_t>();
+  const std::int64_t image_bytes = height_ * width_ * 3;
   for (std::int64_t i = first; i < last; ++i) {
     const std::string name = images.origin.empty()
                                  ? images.name(i)
                                  : fmt::format("{}: {}", images.origin, images.name(i));
-    decode_into(images.bytes(i), pixels + (i - first) * height_ * width_ * 3, name);
+    std::uint8_t* out_pixels = pixels + (i - first) * image_bytes;
+    if (images.landmarks) {
+      if (height_ != width_) {
+        throw DataError(
+            fmt::format("{}: aligned faces are square, not {}x{}", name, width_, height_));
+      }
+      const auto face =
+          aligned_face_pixels(codec_, images.bytes(i), images.landmarks(i), height_, name);
+      std::memcpy(out_pixels, face.data(), static_cast<std::size_t>(image_bytes));
+    } else {
+      decode_into(images.bytes(i), out_pixels, name);
+    }
   }
   return out;
 }

@@ -12,6 +12,7 @@
 #include <functional>
 
 #include "data/image/jpeg_codec.h"
+#include "framework/core/atomic_file.h"
 #include "framework/core/error.h"
 
 namespace facetrain::data {
@@ -54,8 +55,7 @@ void ShardedDatasetWriter::flush() {
   if (labels_.empty()) return;
   const std::string name = shard_name(manifest_.shards.size());
   const auto final_path = dir_ / name;
-  const auto tmp = dir_ / fmt::format("{}.tmp-{}", name, ::getpid());
-  try {
+  write_atomically(final_path, [&](const std::filesystem::path& tmp) {
     auto file = H5File::create(tmp);
     file.write("jpeg",
                at::from_blob(bytes_.data(), {static_cast<std::int64_t>(bytes_.size())}, at::kByte));
@@ -64,11 +64,8 @@ void ShardedDatasetWriter::flush() {
     file.write("labels", at::from_blob(labels_.data(), {static_cast<std::int64_t>(labels_.size())},
                                        at::kInt));
     file.write_attribute("format", Manifest::kFormat);
-  } catch (...) {
-    std::filesystem::remove(tmp);
-    throw;
-  }
-  std::filesystem::rename(tmp, final_path);
+    file.close();
+  });
   ShardInfo info;
   info.file = name;
   info.num_samples = static_cast<std::int64_t>(labels_.size());

@@ -14,11 +14,8 @@
 #include "framework/core/error.h"
 
 namespace facetrain::data {
-namespace {
 
-// Renders `count` images on every core, `job(i)` giving image i; returns them in order. Each
-// image depends only on its index, so the result does not depend on the thread count.
-std::vector<std::vector<std::uint8_t>> render_all(
+std::vector<std::vector<std::uint8_t>> render_in_parallel(
     std::int64_t count, const std::function<std::vector<std::uint8_t>(std::int64_t)>& job) {
   std::vector<std::vector<std::uint8_t>> out(static_cast<std::size_t>(count));
   const auto threads = static_cast<std::int64_t>(available_cores());
@@ -41,8 +38,6 @@ std::vector<std::vector<std::uint8_t>> render_all(
   }
   return out;
 }
-
-}  // namespace
 
 std::vector<std::uint8_t> synthetic_face_jpeg(std::uint64_t seed, std::int64_t identity,
                                               std::int64_t sample) {
@@ -76,7 +71,7 @@ Manifest synthesize_faces(const std::filesystem::path& out, const std::filesyste
   const std::int64_t block = std::max<std::int64_t>(1, 512 / o.per_identity);
   for (std::int64_t first = 0; first < o.identities; first += block) {
     const std::int64_t last = std::min(o.identities, first + block);
-    const auto images = render_all((last - first) * o.per_identity, [&](std::int64_t i) {
+    const auto images = render_in_parallel((last - first) * o.per_identity, [&](std::int64_t i) {
       return synthetic_face_jpeg(o.seed, first + i / o.per_identity, i % o.per_identity);
     });
     for (std::int64_t i = 0; i < static_cast<std::int64_t>(images.size()); ++i) {
@@ -93,7 +88,7 @@ Manifest synthesize_faces(const std::filesystem::path& out, const std::filesyste
     // samples are numbered far from the training samples' range.
     VerificationPairs pairs;
     pairs.issame.resize(static_cast<std::size_t>(o.pairs));
-    pairs.images = render_all(2 * o.pairs, [&](std::int64_t i) {
+    pairs.images = render_in_parallel(2 * o.pairs, [&](std::int64_t i) {
       const std::int64_t p = i / 2;
       const std::int64_t a = (p * 7919) % heldout;
       // Even pairs: two images of identity a. Odd pairs: a and another held-out identity.

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <vector>
 
 #include "data/shards/manifest.h"
 
@@ -25,6 +26,11 @@ Manifest synthesize_faces(
     const std::filesystem::path& out, const std::filesystem::path& pairs_path,
     const SynthOptions& options,
     const std::function<void(std::int64_t, std::int64_t)>& progress = nullptr);
+
+// Renders `count` images on every core, `job(i)` giving image i; returns them in order. Each
+// image depends only on its index, so the result does not depend on the thread count.
+std::vector<std::vector<std::uint8_t>> render_in_parallel(
+    std::int64_t count, const std::function<std::vector<std::uint8_t>(std::int64_t)>& job);
 
 // One rendered, JPEG-encoded sample (deterministic for its arguments).
 std::vector<std::uint8_t> synthetic_face_jpeg(std::uint64_t seed, std::int64_t identity,

@@ -2,8 +2,8 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
-#include <unistd.h>
 
+#include "framework/core/atomic_file.h"
 #include "framework/core/error.h"
 
 namespace facetrain::data {
@@ -24,8 +24,7 @@ void write_verification_set(const std::filesystem::path& path, const Verificatio
     offsets.push_back(static_cast<std::int64_t>(bytes.size()));
   }
   std::vector<std::uint8_t> issame = pairs.issame;
-  const auto tmp = std::filesystem::path(path.string() + fmt::format(".tmp-{}", ::getpid()));
-  try {
+  write_atomically(path, [&](const std::filesystem::path& tmp) {
     auto file = H5File::create(tmp);
     file.write("jpeg",
                at::from_blob(bytes.data(), {static_cast<std::int64_t>(bytes.size())}, at::kByte));
@@ -34,11 +33,8 @@ void write_verification_set(const std::filesystem::path& path, const Verificatio
     file.write("issame",
                at::from_blob(issame.data(), {static_cast<std::int64_t>(issame.size())}, at::kByte));
     file.write_attribute("format", kFormat);
-  } catch (...) {
-    std::filesystem::remove(tmp);
-    throw;
-  }
-  std::filesystem::rename(tmp, path);
+    file.close();
+  });
 }
 
 VerificationSet::VerificationSet(const std::filesystem::path& path)

@@ -178,6 +178,46 @@ TEST_F(EvalCommand, TwoRanksReportTheSameNumbers) {
   EXPECT_DOUBLE_EQ(json_number(a, "rank1"), 1.0);
 }
 
+TEST_F(EvalCommand, IjbAgreesWithTheTestsOwnNumpyProtocolAtOneAndTwoRanks) {
+  // A synthetic IJB-C: unaligned crops with landmarks, media within templates, 1:1 and 1:N.
+  const fs::path ijb = dir_ / "ijb";
+  const Exec synth = run(facetrain("data synth-ijb --out " + ijb.string() +
+                                   " --identities 10 --templates 3 --media 2 --images 2 "
+                                   "--photo-size 128 --seed 3"));
+  ASSERT_EQ(synth.code, 0) << synth.out;
+  const std::string args = eval_args() + "--ijb " + ijb.string() + " --out ";
+  const Exec one = run(facetrain(args + (dir_ / "ijb1.json").string() + " --ijb-features " +
+                                 (dir_ / "ijb_features.h5").string() + " --roc-dir " +
+                                 (dir_ / "ijb_roc").string()));
+  ASSERT_EQ(one.code, 0) << one.out;
+  EXPECT_NE(one.out.find("TAR@FAR=1e-04"), std::string::npos) << one.out;
+  EXPECT_TRUE(fs::exists(dir_ / "ijb_roc" / "IJBC.roc.csv"));
+  // The test's own numpy implementation of the protocol, from the same features.
+  const Exec numpy =
+      run_python("app/eval/python_ijb.py " + ijb.string() + " IJBC " +
+                 (dir_ / "ijb_features.h5").string() + " " + (dir_ / "ijb1.json").string());
+  EXPECT_EQ(numpy.code, 0) << numpy.out;
+  std::cout << numpy.out;
+  // Two ranks split the images and report the same figures.
+  const Exec two =
+      run(env("FACETRAIN_MPIRUN") + " -np 2 " + facetrain(args + (dir_ / "ijb2.json").string()));
+  ASSERT_EQ(two.code, 0) << two.out;
+  const std::string a = read_text(dir_ / "ijb1.json"), b = read_text(dir_ / "ijb2.json");
+  const std::size_t ia = a.find("\"ijb\""), ib = b.find("\"ijb\"");
+  for (const char* key : {"images", "templates", "pairs", "genuine_pairs", "tar", "tar_at_most_far",
+                          "auc", "roc_points", "rank1", "rank5", "tpir"}) {
+    EXPECT_NEAR(json_number(a, key, ia), json_number(b, key, ib), 1e-9) << key;
+  }
+  // A bad meta file fails the command with its file and line.
+  std::ofstream(ijb / "meta" / "ijbc_template_pair_label.txt", std::ios::app) << "1 2\n";
+  const Exec bad = run(facetrain(args + (dir_ / "ijb3.json").string()));
+  EXPECT_EQ(bad.code, 1) << bad.out;
+  EXPECT_NE(bad.out.find("ijbc_template_pair_label.txt:"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find(": 2 fields, expected template-id template-id label"), std::string::npos)
+      << bad.out;
+  EXPECT_FALSE(fs::exists(dir_ / "ijb3.json"));
+}
+
 TEST_F(EvalCommand, UsageErrors) {
   EXPECT_EQ(run(facetrain(eval_args())).code, 2);  // nothing to evaluate
   EXPECT_EQ(run(facetrain(eval_args() + "--gallery " + dir_.string())).code, 2);
