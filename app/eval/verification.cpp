@@ -146,6 +146,14 @@ RocCurve roc_curve(const at::Tensor& distances, const at::Tensor& issame) {
     throw Error(fmt::format("roc_curve: {} distances but {} issame flags", n, issame.numel()));
   }
   const double* d = dist.data_ptr<double>();
+  // A non-finite distance (a diverged model, a zero embedding) has no place in an order.
+  const auto bad = std::find_if(d, d + n, [](double x) { return !std::isfinite(x); });
+  if (bad != d + n) {
+    throw DataError(
+        fmt::format("verification: pair {} has distance {}: the embeddings hold "
+                    "non-finite values or zero vectors (a diverged model?)",
+                    bad - d, *bad));
+  }
   const auto positives = std::count(same.begin(), same.end(), 1);
   const auto negatives = n - positives;
   std::vector<std::int64_t> order(static_cast<std::size_t>(n));

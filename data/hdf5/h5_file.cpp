@@ -208,6 +208,17 @@ std::int64_t H5File::contiguous_offset(const std::string& name) const {
   return at == HADDR_UNDEF ? -1 : static_cast<std::int64_t>(at);
 }
 
+std::vector<std::int64_t> H5File::shape(const std::string& name) const {
+  if (!has(name)) throw DataError(fmt::format("{}: no dataset /{}", path_, name));
+  const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));
+  Closer closer{set, H5Dclose};
+  Closer space{FT_CHECK_H5(H5Dget_space(set)), H5Sclose};
+  const int rank = FT_CHECK_H5(H5Sget_simple_extent_ndims(space.id));
+  std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 0)));
+  if (rank > 0) FT_CHECK_H5(H5Sget_simple_extent_dims(space.id, dims.data(), nullptr));
+  return std::vector<std::int64_t>(dims.begin(), dims.end());
+}
+
 std::int64_t H5File::length(const std::string& name) const {
   if (!has(name)) throw DataError(fmt::format("{}: no dataset /{}", path_, name));
   const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));
@@ -238,7 +249,30 @@ std::string H5File::read_attribute(const std::string& name) const {
   const hid_t attr = FT_CHECK_H5(H5Aopen(id_, name.c_str(), H5P_DEFAULT));
   Closer closer{attr, H5Aclose};
   Closer stored{FT_CHECK_H5(H5Aget_type(attr)), H5Tclose};
+  Closer space{FT_CHECK_H5(H5Aget_space(attr)), H5Sclose};
+  if (H5Tget_class(stored.id) != H5T_STRING) {
+    throw DataError(fmt::format("{}: attribute '{}' is not a string", path_, name));
+  }
+  const hssize_t count = H5Sget_simple_extent_npoints(space.id);
+  if (count != 1) {
+    throw DataError(fmt::format("{}: attribute '{}' holds {} values, expected one string", path_,
+                                name, static_cast<long long>(count)));
+  }
+  if (H5Tis_variable_str(stored.id) > 0) {
+    // A variable-length string (what h5py writes for a Python str): HDF5 allocates it.
+    Closer memory{FT_CHECK_H5(H5Tcopy(H5T_C_S1)), H5Tclose};
+    FT_CHECK_H5(H5Tset_size(memory.id, H5T_VARIABLE));
+    char* text = nullptr;
+    FT_CHECK_H5(H5Aread(attr, memory.id, &text));
+    std::string value = text != nullptr ? std::string(text) : std::string();
+    H5free_memory(text);
+    return value;
+  }
   const std::size_t size = H5Tget_size(stored.id);
+  if (size > (1u << 20)) {
+    throw DataError(fmt::format("{}: attribute '{}' is a {}-byte string, expected a short one",
+                                path_, name, size));
+  }
   std::string value(size, '\0');
   FT_CHECK_H5(H5Aread(attr, stored.id, value.data()));
   return value.substr(0, value.find('\0'));

@@ -58,6 +58,8 @@ class H5File {
   // The file offset of a dataset stored contiguously (HDF5's default layout), so its bytes can
   // be read straight from the file; -1 for chunked or compact datasets.
   std::int64_t contiguous_offset(const std::string& name) const;
+  // A dataset's declared dimensions (nothing read), for checks before a read allocates.
+  std::vector<std::int64_t> shape(const std::string& name) const;
   // The number of elements of a 1-D dataset.
   std::int64_t length(const std::string& name) const;
   std::vector<std::string> read_strings(const std::string& name) const;

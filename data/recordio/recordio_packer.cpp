@@ -21,7 +21,15 @@ Manifest pack_recordio(const std::filesystem::path& input, const std::filesystem
   const bool has_header = reader.has(0) && reader.read_image(0).flag > 0;
   if (has_header) {
     const ImageRecord header = reader.read_image(0);
-    const auto end = static_cast<std::uint64_t>(std::llround(header.labels[0]));
+    const double first_past = header.labels.at(0);
+    const auto indexed = static_cast<double>(reader.keys().size());
+    if (!std::isfinite(first_past) || first_past < 1 || first_past > indexed) {
+      throw DataError(
+          fmt::format("{}: the header record says images end before record {}, "
+                      "expected a number in [1, {}] (the index's records)",
+                      reader.rec_path().string(), first_past, indexed));
+    }
+    const auto end = static_cast<std::uint64_t>(std::llround(first_past));
     for (std::uint64_t key = 1; key < end; ++key) {
       if (!reader.has(key)) {
         throw DataError(
@@ -40,8 +48,9 @@ Manifest pack_recordio(const std::filesystem::path& input, const std::filesystem
   for (std::size_t i = 0; i < images.size(); ++i) {
     const ImageRecord r = reader.read_image(images[i]);
     const float label = r.labels.at(0);
-    if (!std::isfinite(label) || label < 0 || label != std::floor(label)) {
-      throw DataError(fmt::format("{}: record {}: label {} is not a non-negative integer",
+    if (!std::isfinite(label) || label < 0 || label != std::floor(label) ||
+        label >= 2147483648.0f) {
+      throw DataError(fmt::format("{}: record {}: label {} is not an integer in [0, 2^31)",
                                   reader.rec_path().string(), images[i], label));
     }
     original[i] = static_cast<std::int64_t>(label);

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -35,9 +36,18 @@ ShardedDatasetWriter::ShardedDatasetWriter(const std::filesystem::path& dir,
                     "choose another output folder",
                     dir.string()));
   }
-  std::filesystem::create_directories(dir);
+  created_dir_ = std::filesystem::create_directories(dir);
   manifest_.image_height = image_height;
   manifest_.image_width = image_width;
+}
+
+ShardedDatasetWriter::~ShardedDatasetWriter() {
+  if (finished_) return;
+  std::error_code ignored;
+  for (const auto& shard : manifest_.shards) std::filesystem::remove(dir_ / shard.file, ignored);
+  if (created_dir_ && std::filesystem::is_empty(dir_, ignored)) {
+    std::filesystem::remove(dir_, ignored);
+  }
 }
 
 void ShardedDatasetWriter::add(std::int32_t label, const std::uint8_t* jpeg, std::size_t length) {
@@ -93,8 +103,33 @@ Manifest ShardedDatasetWriter::finish(std::int64_t num_classes) {
   manifest_.num_classes = num_classes;
   manifest_.num_samples = written_;
   manifest_.write(dir_);
+  finished_ = true;
   return manifest_;
 }
+
+namespace {
+
+// Labels as int32, each in [0, num_classes) (num_classes 0: [0, 2^31)); otherwise a DataError
+// naming the shard and the first sample out of range, before anything is narrowed.
+at::Tensor checked_labels(const at::Tensor& raw, std::int64_t num_classes,
+                          const std::filesystem::path& path) {
+  if (!at::isIntegralType(raw.scalar_type(), /*includeBool=*/false)) {
+    throw DataError(fmt::format("{}: /labels is {}, expected integers", path.string(),
+                                c10::toString(raw.scalar_type())));
+  }
+  const at::Tensor labels = raw.to(at::kLong).contiguous();
+  const std::int64_t limit = num_classes > 0 ? num_classes : (std::int64_t{1} << 31);
+  const auto* l = labels.data_ptr<std::int64_t>();
+  for (std::int64_t i = 0; i < labels.numel(); ++i) {
+    if (l[i] < 0 || l[i] >= limit) {
+      throw DataError(
+          fmt::format("{}: sample {}: label {} outside [0, {})", path.string(), i, l[i], limit));
+    }
+  }
+  return labels.to(at::kInt);
+}
+
+}  // namespace
 
 ShardedDataset::ShardedDataset(const std::filesystem::path& dir)
     : dir_(dir), manifest_(Manifest::read(dir)) {
@@ -106,15 +141,20 @@ ShardedDataset::ShardedDataset(const std::filesystem::path& dir)
       throw DataError(fmt::format("{}: missing (listed in manifest.json)", path.string()));
     }
     auto file = std::make_unique<H5File>(H5File::open(path));
-    at::Tensor offsets = file->read("offsets").to(at::kLong);
-    at::Tensor shard_labels = file->read("labels").to(at::kInt);
-    if (offsets.dim() != 1 || offsets.size(0) != shard.num_samples + 1 ||
-        shard_labels.size(0) != shard.num_samples) {
-      throw DataError(
-          fmt::format("{}: holds {} labels and {} offsets, the manifest says {} "
-                      "samples",
-                      path.string(), shard_labels.size(0), offsets.size(0), shard.num_samples));
+    // Shapes first (nothing read yet, so a corrupt shape cannot drive an allocation).
+    for (const auto& [name, length] :
+         {std::pair<const char*, std::int64_t>{"offsets", shard.num_samples + 1},
+          {"labels", shard.num_samples}}) {
+      const auto dims = file->shape(name);
+      if (dims.size() != 1 || dims[0] != length) {
+        throw DataError(
+            fmt::format("{}: /{} has shape [{}], expected [{}] ({} samples in the "
+                        "manifest)",
+                        path.string(), name, fmt::join(dims, ", "), length, shard.num_samples));
+      }
     }
+    at::Tensor offsets = file->read("offsets").to(at::kLong);
+    at::Tensor shard_labels = checked_labels(file->read("labels"), manifest_.num_classes, path);
     starts_.push_back(start);
     start += shard.num_samples;
     offsets_.push_back(offsets);

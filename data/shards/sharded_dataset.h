@@ -23,6 +23,11 @@ class ShardedDatasetWriter {
   // `dir` must not hold a dataset yet (DataError otherwise); it is created when missing.
   ShardedDatasetWriter(const std::filesystem::path& dir, std::int64_t image_height,
                        std::int64_t image_width, std::int64_t shard_size);
+  // A writer abandoned before finish() (an error while packing) removes the shards it wrote,
+  // and the folder when it created it and it is left empty: no half dataset stays behind.
+  ~ShardedDatasetWriter();
+  ShardedDatasetWriter(const ShardedDatasetWriter&) = delete;
+  ShardedDatasetWriter& operator=(const ShardedDatasetWriter&) = delete;
   void add(std::int32_t label, const std::uint8_t* jpeg, std::size_t length);
   void add(std::int32_t label, const std::vector<std::uint8_t>& jpeg) {
     add(label, jpeg.data(), jpeg.size());
@@ -43,6 +48,8 @@ class ShardedDatasetWriter {
   std::vector<std::int64_t> offsets_{0};
   std::vector<std::int32_t> labels_;
   std::int64_t written_ = 0;
+  bool created_dir_ = false;
+  bool finished_ = false;
 };
 
 // A dataset folder opened for reading: the manifest, every shard's offsets and labels in memory

@@ -29,6 +29,11 @@ ConfigKey between(ConfigKey k, double lo, double hi, bool lo_exclusive, bool hi_
   k.max_exclusive = hi_exclusive;
   return k;
 }
+// An integer key between lo and hi inclusive: the upper bound keeps a typo (or 2^32 + 1) from
+// becoming an allocation or a silently narrowed value.
+ConfigKey in_range(ConfigKey k, double lo, double hi) {
+  return between(std::move(k), lo, hi, false, false);
+}
 ConfigKey one_of(ConfigKey k, std::vector<std::string> choices) {
   k.choices = std::move(choices);
   return k;
@@ -53,11 +58,15 @@ ConfigSchema::ConfigSchema() {
       key("model.network", S, std::string("iresnet50"), "network",
           "backbone: a name or arcface_torch alias of the backbone registry (listed below the "
           "table)"),
-      at_least(key("model.embedding_size", I, int64_t{512}, "embedding_size",
+      in_range(key("model.embedding_size", I, int64_t{512}, "embedding_size",
                    "length of the face embedding"),
-               1),
+               1, 65536),
       between(key("model.dropout", F, 0.0, "", "dropout before the embedding FC"), 0.0, 1.0, false,
               true),
+      one_of(key("model.checkpointing", S, std::string("auto"), "",
+                 "Vision Transformers: recompute block activations in the backward pass "
+                 "(auto: on for vit_b, vit_l, vit_h, as arcface_torch)"),
+             {"auto", "on", "off"}),
       // loss
       one_of(key("loss.head", S, std::string("combined"), "",
                  "margin head: combined (ArcFace/CosFace/SphereFace by margin_list), curricular, "
@@ -72,9 +81,9 @@ ConfigSchema::ConfigSchema() {
       between(key("loss.interclass_filtering_threshold", F, 0.0, "interclass_filtering_threshold",
                   "drop negative logits whose cosine exceeds this (0 disables)"),
               0.0, 1.0, false, true),
-      at_least(key("loss.subcenter_k", I, int64_t{3}, "",
+      in_range(key("loss.subcenter_k", I, int64_t{3}, "",
                    "sub-center ArcFace: centres per class (margin m is margin_list[1])"),
-               1),
+               1, 64),
       between(key("loss.curricular_alpha", F, 0.01, "",
                   "CurricularFace: running-mean factor of t (margin m is margin_list[1])"),
               0.0, 1.0, true, false),
@@ -92,15 +101,16 @@ ConfigSchema::ConfigSchema() {
       // data
       key("data.path", S, std::string(""), "rec",
           "dataset folder (manifest.json + shard-NNNNN.h5)"),
-      at_least(key("data.num_classes", I, int64_t{0}, "num_classes",
+      in_range(key("data.num_classes", I, int64_t{0}, "num_classes",
                    "number of identities; 0 takes it from the dataset manifest"),
-               0),
-      at_least(key("data.num_samples", I, int64_t{0}, "num_image",
+               0, 2147483647),
+      in_range(key("data.num_samples", I, int64_t{0}, "num_image",
                    "number of training images; 0 takes it from the dataset manifest"),
-               0),
-      at_least(key("data.num_workers", I, int64_t{2}, "num_workers", "decode threads per rank"), 0),
-      at_least(key("data.image_size", I, int64_t{112}, "", "aligned face size (square)"), 1),
-      at_least(key("data.prefetch", I, int64_t{4}, "", "batches decoded ahead per rank"), 1),
+               0, 4294967295),
+      in_range(key("data.num_workers", I, int64_t{2}, "num_workers", "decode threads per rank"), 0,
+               256),
+      in_range(key("data.image_size", I, int64_t{112}, "", "aligned face size (square)"), 1, 1024),
+      in_range(key("data.prefetch", I, int64_t{4}, "", "batches decoded ahead per rank"), 1, 1024),
       one_of(key("data.corrupt_policy", S, std::string("error"), "",
                  "an undecodable image: error stops the run, skip drops it and counts it"),
              {"error", "skip"}),
@@ -121,12 +131,12 @@ ConfigSchema::ConfigSchema() {
                    "backbone gradient-norm clip (arcface_torch fixes it at 5); 0 disables"),
                0.0),
       // train
-      at_least(key("train.batch_size", I, int64_t{128}, "batch_size", "images per rank per step"),
-               1),
-      at_least(key("train.num_epoch", I, int64_t{20}, "num_epoch", "epochs to train"), 1),
-      at_least(key("train.gradient_acc", I, int64_t{1}, "gradient_acc",
+      in_range(key("train.batch_size", I, int64_t{128}, "batch_size", "images per rank per step"),
+               1, 1048576),
+      in_range(key("train.num_epoch", I, int64_t{20}, "num_epoch", "epochs to train"), 1, 1000000),
+      in_range(key("train.gradient_acc", I, int64_t{1}, "gradient_acc",
                    "micro-batches accumulated per optimizer step"),
-               1),
+               1, 65536),
       key("train.seed", I, int64_t{2048}, "seed", "seed of every random stream of the run"),
       one_of(key("train.device", S, std::string("auto"), "",
                  "auto (CUDA GPU local_rank when one is visible, else CPU), cpu or cuda"),
@@ -156,7 +166,8 @@ ConfigSchema::ConfigSchema() {
       key("eval.val_targets", SL, std::vector<std::string>{"lfw", "cfp_fp", "agedb_30"},
           "val_targets", "verification sets: names looked up in eval.val_dir, or paths"),
       key("eval.val_dir", S, std::string(""), "", "folder holding NAME.h5 verification sets"),
-      at_least(key("eval.batch_size", I, int64_t{64}, "", "images per forward in evaluation"), 1),
+      in_range(key("eval.batch_size", I, int64_t{64}, "", "images per forward in evaluation"), 1,
+               65536),
       // dist
       one_of(key("dist.backend", S, std::string("auto"), "",
                  "auto (nccl on GPU, mpi on CPU, local for one process), local, mpi, nccl"),

@@ -23,6 +23,11 @@ AutocastScope::~AutocastScope() {
   if (turned_on_ && !was_enabled_) at::autocast::clear_cache();
 }
 
+std::optional<c10::ScalarType> current_autocast(c10::DeviceType device) {
+  if (!at::autocast::is_autocast_enabled(device)) return std::nullopt;
+  return at::autocast::get_autocast_dtype(device);
+}
+
 std::optional<c10::ScalarType> autocast_dtype(const std::string& amp) {
   if (amp == "bf16") return at::kBFloat16;
   if (amp == "fp16") return at::kHalf;

@@ -25,6 +25,10 @@ class AutocastScope {
   bool turned_on_;
 };
 
+// The autocast state of `device` on this thread: its dtype when on, nullopt when off (what an
+// AutocastScope needs to re-create it elsewhere, e.g. when recomputing in the backward pass).
+std::optional<c10::ScalarType> current_autocast(c10::DeviceType device);
+
 // train.amp's value as an autocast dtype: "bf16" → bfloat16, "fp16" → float16, "none" → nullopt.
 std::optional<c10::ScalarType> autocast_dtype(const std::string& amp);
 

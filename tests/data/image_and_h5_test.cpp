@@ -157,6 +157,23 @@ TEST_F(ImageFixture, H5RoundTripAndErrors) {
   EXPECT_NE(not_h5.find("0.rgb: H5Fopen"), std::string::npos) << not_h5;
 }
 
+TEST_F(ImageFixture, AttributesAsH5pyWritesThem) {
+  // A variable-length string (h5py's str) reads as its text; an array of strings and a number
+  // are errors naming the attribute, not a buffer overrun or garbage.
+  const fs::path path = dir_ / "h5py_attrs.h5";
+  ASSERT_EQ(test::run_python("data/python_h5_attributes.py " + path.string()).code, 0);
+  const auto file = H5File::open(path);
+  EXPECT_EQ(file.read_attribute("vlen"), "facetrain-verification-v1");
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              file.read_attribute("many");
+            }).find("attribute 'many' holds 2000 values, expected one string"),
+            std::string::npos);
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              file.read_attribute("number");
+            }).find("attribute 'number' is not a string"),
+            std::string::npos);
+}
+
 TEST_F(ImageFixture, EmbedCommandWritesWhatTheLibraryComputes) {
   torch::manual_seed(3);
   const fs::path weights = dir_ / "mbf.pt";

@@ -2,6 +2,7 @@
 // and every documented error — truncated shard, bad checksum, broken JPEG, label out of range,
 // missing shard, empty folder, wrong image size — found by `data verify` or the packer.
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "data/hdf5/h5_file.h"
 #include "data/image/image_files.h"
 #include "data/image/jpeg_codec.h"
 #include "data/shards/folder_packer.h"
@@ -135,6 +137,39 @@ TEST_F(ShardedDatasetTest, LabelOutOfRange) {
       << joined(problems);
 }
 
+// A shard rewritten with foreign /labels: the opener refuses it, naming the shard, before any
+// training could run on it.
+TEST_F(ShardedDatasetTest, ForeignLabelShapesAndWideLabelsAreRefused) {
+  const auto rewrite_labels = [&](const std::string& name, const at::Tensor& labels) {
+    const auto dir = copy(name);
+    const auto shard = dir / "shard-00000.h5";
+    at::Tensor jpeg, offsets;
+    {
+      const H5File original = H5File::open(shard);
+      jpeg = original.read("jpeg");
+      offsets = original.read("offsets");
+    }
+    auto file = H5File::create(shard);
+    file.write("jpeg", jpeg);
+    file.write("offsets", offsets);
+    file.write("labels", labels);
+    file.write_attribute("format", Manifest::kFormat);
+    file.close();
+    return dir;
+  };
+  const auto two_d = rewrite_labels("labels_2d", at::zeros({4, 2}, at::kInt));
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              ShardedDataset d(two_d);
+            }).find("shard-00000.h5: /labels has shape [4, 2], expected [4]"),
+            std::string::npos);
+  const auto wide =
+      rewrite_labels("labels_wide", at::full({4}, (std::int64_t{1} << 32) + 1, at::kLong));
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              ShardedDataset d(wide);
+            }).find("shard-00000.h5: sample 0: label 4294967297 outside [0, "),
+            std::string::npos);
+}
+
 TEST_F(ShardedDatasetTest, MissingShardAndBadManifest) {
   const auto dir = copy("missing");
   fs::remove(dir / "shard-00002.h5");
@@ -166,7 +201,8 @@ TEST_F(ShardedDatasetTest, FolderErrorsAndResize) {
   EXPECT_NE(size.find("1.jpg: image is 128x128, expected 112x112 aligned faces (pass --resize"),
             std::string::npos)
       << size;
-  EXPECT_FALSE(fs::exists(root_ / "out_mixed" / "manifest.json"));
+  // The failed pack leaves nothing behind: no manifest, no shard, no folder it created.
+  EXPECT_FALSE(fs::exists(root_ / "out_mixed"));
   options.resize = true;
   pack_image_folder(root_ / "src" / "identities_mixed", root_ / "out_resized", options);
   EXPECT_TRUE(verify_dataset(root_ / "out_resized").empty());

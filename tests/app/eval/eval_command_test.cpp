@@ -96,6 +96,8 @@ TEST_F(EvalCommand, OtherPickleFormsAndMalformedPacks) {
       {"truncated.bin", "(truncated)"},
       {"wrong_count.bin", "3 images for 2 issame flags, expected 4"},
       {"not_a_pair.bin", "byte 2: opcode 0x7d"},
+      {"memo_bomb.bin", "images are repeated by reference"},
+      {"deep.bin", "expected a pair (bins, issame_list)"},
   };
   for (const auto& [name, message] : bad) {
     const fs::path out = dir_ / (name + ".h5");

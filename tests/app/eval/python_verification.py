@@ -117,6 +117,12 @@ def packs(out):
         f.write(data[: len(data) // 2])
     with open(out + "/not_a_pair.bin", "wb") as f:
         pickle.dump({"bins": plain}, f, protocol=2)
+    # Hostile packs: one image referenced 2,000 times through the memo (a copy bomb), and lists
+    # nested a million deep (recursive destructors would overflow the stack).
+    with open(out + "/memo_bomb.bin", "wb") as f:
+        pickle.dump(([plain[0]] * 2000, [True, False] * 500), f, protocol=4)
+    with open(out + "/deep.bin", "wb") as f:
+        f.write(b"\x80\x02" + b"(" * 1000000 + b"l" * 1000000 + b".")
 
 
 def compare(bin_path, h5_path):

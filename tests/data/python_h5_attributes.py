@@ -1,0 +1,15 @@
+"""Writes an HDF5 file with attributes as h5py writes them: usage: python_h5_attributes.py OUT.h5
+
+vlen: a Python str (h5py stores a variable-length UTF-8 string); many: an array of 2,000
+strings; number: an integer.
+"""
+import sys
+
+import h5py
+import numpy as np
+
+with h5py.File(sys.argv[1], "w") as f:
+    f.create_dataset("x", data=np.zeros(3, dtype=np.uint8))
+    f.attrs["vlen"] = "facetrain-verification-v1"
+    f.attrs["many"] = np.array(["x"] * 2000, dtype=h5py.string_dtype())
+    f.attrs["number"] = 3
