@@ -20,7 +20,8 @@ struct Context {
   bool verbose = false;
   std::optional<dist::MpiRuntime> mpi;
 
-  dist::MpiRuntime& start_mpi();
+  // Starts MPI once; its start and end (which wait for every rank) get `timeout_s`.
+  dist::MpiRuntime& start_mpi(double timeout_s = dist::MpiRuntime::kDefaultTimeout);
 };
 
 // A subcommand's action, run after parsing; returns the exit code.

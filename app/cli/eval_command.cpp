@@ -119,7 +119,7 @@ int run_eval(const EvalArgs& args, Context& ctx) {
   if (args.gallery.empty() != args.probe.empty()) {
     throw UsageError("eval: --gallery and --probe go together");
   }
-  const auto& env = ctx.start_mpi().env();
+  const auto& env = ctx.start_mpi(args.timeout_s).env();
   auto comm = dist::make_communicator(args.backend, env, args.timeout_s);
   // Ranks sharing a host share its cores.
   use_compute_threads(

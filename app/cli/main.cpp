@@ -12,9 +12,9 @@
 
 namespace facetrain::cli {
 
-dist::MpiRuntime& Context::start_mpi() {
+dist::MpiRuntime& Context::start_mpi(double timeout_s) {
   if (!mpi) {
-    mpi.emplace(argc, argv);
+    mpi.emplace(argc, argv, timeout_s);
     auto options = log::options();
     options.rank = mpi->env().rank;
     options.world_size = mpi->env().world_size;

@@ -1,4 +1,5 @@
 #include "app/train/checkpoint.h"
+#include "app/train/fault_injection.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -145,6 +146,7 @@ void save_checkpoint(const fs::path& run_dir, const TrainState& state,
     const auto r = fc.range();
     models::write_state_dict(tmp.fc(r.lo, r.hi), tensors);
   }
+  FaultInjection::process().at(comm.rank(), "checkpoint");
   comm.barrier();
   if (comm.rank() == 0) {
     models::write_state_dict(tmp.backbone(), models::state_dict(backbone));
@@ -177,6 +179,21 @@ void save_checkpoint(const fs::path& run_dir, const TrainState& state,
   comm.barrier();
 }
 
+namespace {
+
+// "FILE: tensor NAME holds non-finite values", or empty when every floating tensor is finite.
+std::string first_nonfinite(const std::map<std::string, at::Tensor>& tensors,
+                            const std::string& file) {
+  for (const auto& [name, t] : tensors) {
+    if (t.is_floating_point() && !t.isfinite().all().item<bool>()) {
+      return fmt::format("{}: tensor {} holds non-finite values (a diverged run)", file, name);
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
 std::string checkpoint_problem(const fs::path& dir, models::BackboneImpl& backbone,
                                std::int64_t num_classes) {
   try {
@@ -194,7 +211,14 @@ std::string checkpoint_problem(const fs::path& dir, models::BackboneImpl& backbo
     auto probe = models::make_backbone(
         backbone.network(), models::BackboneOptions().embedding_size(backbone.embedding_size()));
     models::load_state_dict(*probe, weights, files.backbone().string());
-    for (const auto& f : fc_files(dir, num_classes)) models::read_state_dict(f.path);
+    // A diverged run's weights are no place to resume from.
+    std::string poisoned = first_nonfinite(weights, "backbone.pt");
+    for (const auto& f : fc_files(dir, num_classes)) {
+      if (poisoned.empty()) {
+        poisoned = first_nonfinite(models::read_state_dict(f.path), f.path.filename().string());
+      }
+    }
+    if (!poisoned.empty()) return poisoned;
     Config::from_file(files.config());
   } catch (const std::exception& e) {
     return e.what();
@@ -225,6 +249,37 @@ std::optional<fs::path> find_resume_checkpoint(const fs::path& run_dir, const st
     log::warn("skipping damaged checkpoint {}: {}", dir.string(), problem);
   }
   return std::nullopt;
+}
+
+std::optional<fs::path> agree_resume_checkpoint(const fs::path& run_dir, const std::string& resume,
+                                                models::BackboneImpl& backbone,
+                                                std::int64_t num_classes,
+                                                dist::Communicator& comm) {
+  // Rank 0 decides (its step number, −1 for none); the others take its choice and check it.
+  std::optional<fs::path> mine;
+  if (comm.rank() == 0) mine = find_resume_checkpoint(run_dir, resume, backbone, num_classes);
+  const std::optional<std::int64_t> own_step =
+      mine ? RunLayout::step_number(mine->filename().string()) : std::nullopt;
+  const std::int64_t chosen = comm.host_all_gather({mine ? own_step.value_or(-2) : -1})[0];
+  if (chosen == -1) return std::nullopt;
+  if (chosen == -2 || resume != "auto") {
+    // A checkpoint folder named on the command line: every rank was given the same path.
+    const auto same = find_resume_checkpoint(run_dir, resume, backbone, num_classes);
+    return same;
+  }
+  const fs::path dir = RunLayout{run_dir}.step(chosen).dir;
+  const std::string problem =
+      comm.rank() == 0 ? std::string() : checkpoint_problem(dir, backbone, num_classes);
+  const auto ok = comm.host_all_gather({problem.empty() ? 1 : 0});
+  for (std::size_t r = 0; r < ok.size(); ++r) {
+    if (ok[r] == 0) {
+      throw CheckpointError(fmt::format(
+          "--resume {}: rank 0 chose {}, which rank {} cannot use{}{}: every rank must see the "
+          "same checkpoint (a run folder shared by all hosts)",
+          resume, dir.string(), r, problem.empty() ? "" : ": ", problem));
+    }
+  }
+  return dir;
 }
 
 TrainState load_checkpoint(const fs::path& dir, models::BackboneImpl& backbone,

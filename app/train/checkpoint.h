@@ -39,8 +39,8 @@ void save_checkpoint(const std::filesystem::path& run_dir, const TrainState& sta
                      const losses::PartialFC& fc, const Config& config, dist::Communicator& comm,
                      const CheckpointPolicy& policy);
 
-// Problems of a checkpoint folder (missing or unreadable files, FC files not covering
-// [0, num_classes) exactly, a backbone that does not fit `backbone`), or empty when it is
+// Problems of a checkpoint folder (missing or unreadable files, non-finite weights, FC files not
+// covering [0, num_classes) exactly, a backbone that does not fit `backbone`), or empty when it is
 // complete. Reads every file.
 std::string checkpoint_problem(const std::filesystem::path& dir, models::BackboneImpl& backbone,
                                std::int64_t num_classes);
@@ -52,6 +52,15 @@ std::optional<std::filesystem::path> find_resume_checkpoint(const std::filesyste
                                                             const std::string& resume,
                                                             models::BackboneImpl& backbone,
                                                             std::int64_t num_classes);
+
+// find_resume_checkpoint agreed over the ranks: rank 0's choice is the job's; every rank checks
+// that it can use that same folder (a run folder not shared between hosts, a file damaged on one
+// host's view), and a rank that cannot is a CheckpointError on every rank naming it and why.
+std::optional<std::filesystem::path> agree_resume_checkpoint(const std::filesystem::path& run_dir,
+                                                             const std::string& resume,
+                                                             models::BackboneImpl& backbone,
+                                                             std::int64_t num_classes,
+                                                             dist::Communicator& comm);
 
 // Loads a checkpoint (also one written at another world size) into the backbone, the optimizer
 // and this rank's Partial FC rows; returns its state.

@@ -77,7 +77,10 @@ TrainRecipe TrainRecipe::from(const Config& c) {
   }
   r.backbone = models::BackboneOptions()
                    .embedding_size(c.get_int("model.embedding_size"))
-                   .dropout(c.get_float("model.dropout"));
+                   .dropout(c.get_float("model.dropout"))
+                   .checkpointing(c.get_string("model.checkpointing") == "auto" ? -1
+                                  : c.get_string("model.checkpointing") == "on" ? 1
+                                                                                : 0);
   r.head = head_spec(c);
   r.sample_rate = c.get_float("loss.sample_rate");
 

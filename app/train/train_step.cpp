@@ -1,5 +1,7 @@
 #include "app/train/train_step.h"
 
+#include "app/train/fault_injection.h"
+
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <torch/nn/utils/clip_grad.h>
@@ -76,6 +78,7 @@ StepOutcome TrainStep::run(const at::Tensor& images, const at::Tensor& labels, s
   out.boundary = micro == options_.accumulation - 1 || step + 1 == options_.total_steps;
   if (micro == 0) {
     reducer_.prepare(/*arm=*/out.boundary);
+    snapshot_buffers();
   } else if (out.boundary) {
     reducer_.arm();
   }
@@ -92,11 +95,15 @@ StepOutcome TrainStep::run(const at::Tensor& images, const at::Tensor& labels, s
     PhaseTimer timer(times_.fc);
     loss = fc_.forward(embeddings.to(at::kFloat), labels, step);
   }
+  FaultInjection::process().at(comm_.rank(), "midstep");
   {
     PhaseTimer timer(times_.backward);
     (loss * (scaler_.scale() / static_cast<double>(options_.accumulation))).backward();
   }
   out.loss = loss.item<double>();
+  // Any micro-batch's non-finite loss poisons the accumulated gradients, not only the last's.
+  if (micro == 0) accumulated_finite_ = true;
+  accumulated_finite_ = accumulated_finite_ && std::isfinite(out.loss);
   if (!out.boundary) return out;
 
   {
@@ -108,15 +115,16 @@ StepOutcome TrainStep::run(const at::Tensor& images, const at::Tensor& labels, s
   const bool overflow = scaler_.enabled() && gradients_overflowed();
   const double scale = scaler_.scale();  // the one this step's gradients carry
   const bool grads_ok = scaler_.update(overflow);
-  if (std::isfinite(out.loss) && grads_ok) {
+  if (accumulated_finite_ && grads_ok) {
     nonfinite_in_row_ = 0;
     apply(lr, scale);
     out.applied = true;
     return out;
   }
   fc_.discard_gradients();
+  restore_buffers();  // the skipped batches' BatchNorm statistics go too
   ++skipped_;
-  if (!std::isfinite(out.loss) && ++nonfinite_in_row_ >= options_.max_nonfinite) {
+  if (!accumulated_finite_ && ++nonfinite_in_row_ >= options_.max_nonfinite) {
     throw Error(
         fmt::format("the loss was not finite for {} steps in a row (train.max_nonfinite), "
                     "the last at step {} on rank {}: lower optim.lr or check the data",
@@ -125,6 +133,25 @@ StepOutcome TrainStep::run(const at::Tensor& images, const at::Tensor& labels, s
   log::warn("step {}: the loss or a gradient is not finite (loss {}); the update is skipped", step,
             out.loss);
   return out;
+}
+
+void TrainStep::snapshot_buffers() {
+  const auto buffers = backbone_.buffers();
+  buffer_snapshot_.resize(buffers.size());
+  for (std::size_t i = 0; i < buffers.size(); ++i) {
+    if (!buffer_snapshot_[i].defined() || !buffer_snapshot_[i].is_same_size(buffers[i])) {
+      buffer_snapshot_[i] = at::empty_like(buffers[i]);
+    }
+    buffer_snapshot_[i].copy_(buffers[i]);
+  }
+}
+
+void TrainStep::restore_buffers() {
+  at::NoGradGuard no_grad;
+  auto buffers = backbone_.buffers();
+  for (std::size_t i = 0; i < buffers.size() && i < buffer_snapshot_.size(); ++i) {
+    buffers[i].copy_(buffer_snapshot_[i]);
+  }
 }
 
 bool TrainStep::gradients_overflowed() {

@@ -72,6 +72,8 @@ class TrainStep {
 
  private:
   bool gradients_overflowed();
+  void snapshot_buffers();
+  void restore_buffers();
   // Unscales (gradients carry `scale`), clips and steps both optimizers.
   void apply(double lr, double scale);
 
@@ -86,6 +88,10 @@ class TrainStep {
   StepTimes times_;
   std::int64_t skipped_ = 0;
   std::int64_t nonfinite_in_row_ = 0;
+  bool accumulated_finite_ = true;  // every loss since the last optimizer step was finite
+  // The backbone's buffers (BatchNorm running statistics) as they were before the optimizer
+  // step's first micro-batch, restored when the step is skipped.
+  std::vector<at::Tensor> buffer_snapshot_;
 };
 
 }  // namespace facetrain::train

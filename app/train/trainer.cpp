@@ -152,9 +152,10 @@ struct Model {
 // run's position. Returns the step of the checkpoint (nullopt: a fresh start).
 std::optional<std::int64_t> resume_run(const fs::path& run_dir, const std::string& resume,
                                        Model& model, TrainStep& step, TrainState& state,
-                                       std::int64_t steps_per_epoch) {
+                                       std::int64_t steps_per_epoch, dist::Communicator& comm) {
   if (resume.empty()) return std::nullopt;
-  const auto from = find_resume_checkpoint(run_dir, resume, *model.backbone, state.num_classes);
+  const auto from =
+      agree_resume_checkpoint(run_dir, resume, *model.backbone, state.num_classes, comm);
   if (!from) {
     log::info("--resume {}: no checkpoint in {}, starting from scratch", resume, run_dir.string());
     return std::nullopt;
@@ -306,12 +307,13 @@ TrainSummary finish_run(const TrainState& state, const fs::path& run_dir, const 
 TrainSummary run_training(const Config& config, const std::string& resume,
                           const dist::LaunchEnv& env) {
   const TrainRecipe recipe = TrainRecipe::from(config);
-  const FaultInjection fault = FaultInjection::from_env();
+  const FaultInjection& fault = FaultInjection::process();
   const c10::Device device = dist::choose_device(recipe.device, env);
   // This thread alone runs parallel tensor work; the ranks on one host share its cores.
   const ComputeThreads threads = plan_compute_threads(
       recipe.cpu_threads, std::getenv("OMP_NUM_THREADS"), available_cores(), env.local_size);
   use_compute_threads(threads.intra_op);
+  fault.at(env.rank, "startup");
   const auto comm = open_communicator(recipe, device, env);
   open_run_folder(recipe.output, resume, *comm);
 
@@ -328,7 +330,7 @@ TrainSummary run_training(const Config& config, const std::string& resume,
                        recipe.clip_grad_norm, schedule.total_steps, recipe.max_nonfinite},
       recipe.loss_scaler());
   std::optional<std::int64_t> last_saved =
-      resume_run(recipe.output, resume, model, step, state, steps_per_epoch);
+      resume_run(recipe.output, resume, model, step, state, steps_per_epoch, *comm);
   model.reducer->broadcast_from_root();
   if (comm->rank() == 0) config.save(RunLayout{recipe.output}.config());
   Reporter reporter(recipe, recipe.output, *comm, *model.backbone);
@@ -366,20 +368,30 @@ TrainSummary run_training(const Config& config, const std::string& resume,
       reporter.progress(state, schedule.total_steps, lr, last_loss, window.close(since(run_start)),
                         since(run_start), steps_run, step);
     }
-    if (policy.verify_after(state.step)) reporter.verify(state.step);
+    // The checkpoint first: a verification that fails must not cost the step's work.
     if (policy.save_after(state.step)) {
       save_checkpoint(recipe.output, state, *model.backbone, *model.optimizer, *model.fc, config,
                       *comm, policy);
       last_saved = state.step;
+    }
+    if (policy.verify_after(state.step)) {
+      fault.at(comm->rank(), "verification");
+      reporter.verify(state.step);
     }
   }
   if (policy.save_at_end(state.step, last_saved.value_or(-1))) {
     save_checkpoint(recipe.output, state, *model.backbone, *model.optimizer, *model.fc, config,
                     *comm, policy);
   }
-  reporter.verify(state.step);
-  return finish_run(state, recipe.output, step, reporter, steps_run, steps_run * state.global_batch,
-                    since(run_start), last_loss);
+  if (!policy.verify_after(state.step)) {  // not verified at this step already
+    fault.at(comm->rank(), "verification");
+    reporter.verify(state.step);
+  }
+  const TrainSummary summary =
+      finish_run(state, recipe.output, step, reporter, steps_run, steps_run * state.global_batch,
+                 since(run_start), last_loss);
+  fault.at(comm->rank(), "shutdown");
+  return summary;
 }
 
 }  // namespace facetrain::train

@@ -69,9 +69,10 @@ void Communicator::check_rows(const std::string& what, const std::vector<std::in
   const bool negative = std::any_of(rows.begin(), rows.end(), [](std::int64_t r) { return r < 0; });
   if (static_cast<int>(rows.size()) != size() || negative ||
       rows[static_cast<std::size_t>(rank())] != mine) {
-    throw DistError(fmt::format("{} on rank {}: row counts [{}] for a world of {}; this rank "
-                                "has {} rows",
-                                what, rank(), fmt::join(rows, ", "), size(), mine));
+    throw DistError(
+        fmt::format("{} on rank {}: row counts [{}] for a world of {}; this rank "
+                    "has {} rows",
+                    what, rank(), fmt::join(rows, ", "), size(), mine));
   }
 }
 

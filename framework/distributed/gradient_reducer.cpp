@@ -66,15 +66,15 @@ GradientReducer::GradientReducer(std::vector<at::Tensor> parameters,
     throw ConfigError(fmt::format("dist.bucket_mb = {}: must be > 0", options_.bucket_mb()));
   }
   if (!(options_.first_bucket_mb() > 0)) {
-    throw ConfigError(
-        fmt::format("GradientReducer: first_bucket_mb = {}: must be > 0", options_.first_bucket_mb()));
+    throw ConfigError(fmt::format("GradientReducer: first_bucket_mb = {}: must be > 0",
+                                  options_.first_bucket_mb()));
   }
   if (options_.op() != ReduceOp::kSum && options_.op() != ReduceOp::kAvg) {
     throw Error("GradientReducer: the reduction must be sum or avg");
   }
   const auto limit = static_cast<std::int64_t>(options_.bucket_mb() * 1024 * 1024);
-  const auto first_limit = std::min(
-      limit, static_cast<std::int64_t>(options_.first_bucket_mb() * 1024 * 1024));
+  const auto first_limit =
+      std::min(limit, static_cast<std::int64_t>(options_.first_bucket_mb() * 1024 * 1024));
   // Reverse registration order, grouped by dtype and device: one flat buffer per bucket.
   bucket_of_.assign(parameters_.size(), 0);
   std::vector<std::size_t> order;
@@ -181,7 +181,7 @@ void GradientReducer::prepare(bool arm) {
       auto& p = parameters_[i];
       const auto& g = p.grad();
       if (!g.defined() || g.data_ptr() != static_cast<char*>(bucket.flat.data_ptr()) +
-                                               offset * bucket.flat.element_size()) {
+                                              offset * bucket.flat.element_size()) {
         p.mutable_grad() = bucket.flat.narrow(0, offset, p.numel()).view(p.sizes());
       }
       offset += p.numel();

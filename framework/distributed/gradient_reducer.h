@@ -81,7 +81,7 @@ class GradientReducer {
     std::int64_t pending = 0;          // members whose gradient is not yet final this step
     bool ready = false;                // handed to the reduction this step
 #ifdef FACETRAIN_WITH_CUDA
-    std::shared_ptr<void> produced;    // CUDA event: gradients written on the compute stream
+    std::shared_ptr<void> produced;  // CUDA event: gradients written on the compute stream
 #endif
   };
 

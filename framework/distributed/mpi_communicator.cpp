@@ -100,10 +100,13 @@ void check_avg(const at::Tensor& t, ReduceOp op, const std::string& what) {
 
 MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeout)
     : timeout_(timeout) {
-  FT_CHECK_MPI(MPI_Comm_dup(comm, &comm_));
+  FT_CHECK_MPI(MPI_Comm_rank(comm, &rank_));
+  FT_CHECK_MPI(MPI_Comm_size(comm, &size_));
+  // The duplication waits for every rank: non-blocking, with the collectives' deadline.
+  MPI_Request request = MPI_REQUEST_NULL;
+  FT_CHECK_MPI(MPI_Comm_idup(comm, &comm_, &request));
+  wait(request, "creating the communicator (MPI_Comm_idup)", Clock::now() + timeout_);
   FT_CHECK_MPI(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
-  FT_CHECK_MPI(MPI_Comm_rank(comm_, &rank_));
-  FT_CHECK_MPI(MPI_Comm_size(comm_, &size_));
 }
 
 std::shared_ptr<Communicator> MpiCommunicator::duplicate() {
@@ -214,7 +217,8 @@ std::shared_ptr<Work> MpiCommunicator::all_reduce_async(at::Tensor& tensor, Redu
   });
   const int world = size_;
   return std::make_shared<Request>(this, std::move(what), std::move(requests), tensor,
-                                   std::vector<at::Tensor>{work}, [work, tensor, op, world]() mutable {
+                                   std::vector<at::Tensor>{work},
+                                   [work, tensor, op, world]() mutable {
                                      if (op == ReduceOp::kAvg) work.div_(world);
                                      if (work.data_ptr() != tensor.data_ptr()) tensor.copy_(work);
                                    });
@@ -258,9 +262,9 @@ std::vector<std::int64_t> MpiCommunicator::host_all_gather(
   if (size_ == 1) return values;
   std::vector<std::int64_t> all(values.size() * static_cast<std::size_t>(size_));
   MPI_Request request;
-  FT_CHECK_MPI(MPI_Iallgather(values.data(), checked_count(static_cast<std::int64_t>(values.size()), what),
-                              MPI_INT64_T, all.data(),
-                              static_cast<int>(values.size()), MPI_INT64_T, comm_, &request));
+  FT_CHECK_MPI(MPI_Iallgather(
+      values.data(), checked_count(static_cast<std::int64_t>(values.size()), what), MPI_INT64_T,
+      all.data(), static_cast<int>(values.size()), MPI_INT64_T, comm_, &request));
   wait(request, what, Clock::now() + timeout_);
   return all;
 }
@@ -300,7 +304,7 @@ void MpiCommunicator::broadcast(at::Tensor& tensor, int root) {
   if (tensor.numel() == 0 || size_ == 1) return;
   at::Tensor work = tensor.contiguous();
   const auto deadline = Clock::now() + timeout_;
-  for (auto& request : in_chunks(work, [&](void* data, int count, MPI_Request* request) {
+  for (auto& request : in_chunks(work, [&](void*data, int count, MPI_Request*request) {
          return MPI_Ibcast(data, count, type, root, comm_, request);
        })) {
     wait(request, what, deadline);

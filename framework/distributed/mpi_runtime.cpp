@@ -12,6 +12,7 @@
 #include <cstdlib>
 
 #include "framework/core/error.h"
+#include "framework/distributed/deadline_guard.h"
 #include "framework/distributed/mpi_check.h"
 #include "framework/distributed/mpi_communicator.h"
 #ifdef FACETRAIN_WITH_CUDA
@@ -21,11 +22,12 @@
 
 namespace facetrain::dist {
 
-MpiRuntime::MpiRuntime(int* argc, char*** argv) {
+MpiRuntime::MpiRuntime(int* argc, char*** argv, double timeout_s) : timeout_s_(timeout_s) {
   int initialized = 0;
   FT_CHECK_MPI(MPI_Initialized(&initialized));
   if (!initialized) {
     int provided = 0;
+    const DeadlineGuard guard("MPI_Init", timeout_s_, launcher_rank());
     FT_CHECK_MPI(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided));
     owns_mpi_ = true;
   }
@@ -33,8 +35,12 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) {
   FT_CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &env_.rank));
   FT_CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &env_.world_size));
   MPI_Comm local = MPI_COMM_NULL;
-  FT_CHECK_MPI(
-      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, env_.rank, MPI_INFO_NULL, &local));
+  {
+    const DeadlineGuard guard("MPI_Comm_split_type (finding the ranks on this host)", timeout_s_,
+                              env_.rank);
+    FT_CHECK_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, env_.rank, MPI_INFO_NULL,
+                                     &local));
+  }
   FT_CHECK_MPI(MPI_Comm_rank(local, &env_.local_rank));
   FT_CHECK_MPI(MPI_Comm_size(local, &env_.local_size));
   MPI_Comm_free(&local);
@@ -46,7 +52,10 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) {
 MpiRuntime::~MpiRuntime() {
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (owns_mpi_ && !finalized) MPI_Finalize();
+  if (owns_mpi_ && !finalized) {
+    const DeadlineGuard guard("MPI_Finalize", timeout_s_, env_.rank);
+    MPI_Finalize();
+  }
 }
 
 bool MpiRuntime::active() {

@@ -22,9 +22,12 @@ struct LaunchEnv {
 // Owns MPI for the life of the process: initialises it (MPI_THREAD_MULTIPLE when offered) unless
 // already initialised, reads the launch environment, and finalises on destruction. A process
 // started without a launcher is a world of one (MPI singleton). Create one per process, in main.
+// MPI's start and its end wait for every rank and have no timeout of their own: each is given
+// `timeout_s` (DeadlineGuard), so a stalled or lost peer ends the job instead of hanging it.
 class MpiRuntime {
  public:
-  MpiRuntime(int* argc, char*** argv);
+  static constexpr double kDefaultTimeout = 600.0;
+  MpiRuntime(int* argc, char*** argv, double timeout_s = kDefaultTimeout);
   ~MpiRuntime();
   MpiRuntime(const MpiRuntime&) = delete;
   MpiRuntime& operator=(const MpiRuntime&) = delete;
@@ -40,6 +43,7 @@ class MpiRuntime {
  private:
   LaunchEnv env_;
   bool owns_mpi_ = false;
+  double timeout_s_;
 };
 
 // The communicator a run asked for: "local" (world of one), "mpi" (CPU tensors), "nccl" (CUDA

@@ -31,20 +31,19 @@ using Clock = std::chrono::steady_clock;
                              ncclComm_t comm) {
   const char* last = comm != nullptr ? ncclGetLastError(comm) : ncclGetLastError(nullptr);
   throw DistError(fmt::format("{} failed at {}:{}: {}{}{}", call, file, line,
-                              ncclGetErrorString(rc), last && *last ? ": " : "",
-                              last ? last : ""));
+                              ncclGetErrorString(rc), last && *last ? ": " : "", last ? last : ""));
 }
 
 }  // namespace
 
 // Every NCCL call is checked; ncclInProgress is the normal answer of a non-blocking comm (the
 // caller then polls it to completion).
-#define FT_CHECK_NCCL(call, comm)                                                     \
-  do {                                                                                \
-    const ncclResult_t ft_nccl_rc_ = (call);                                          \
-    if (ft_nccl_rc_ != ncclSuccess && ft_nccl_rc_ != ncclInProgress) {                \
-      throw_nccl(ft_nccl_rc_, #call, __FILE__, __LINE__, comm);                       \
-    }                                                                                 \
+#define FT_CHECK_NCCL(call, comm)                                      \
+  do {                                                                 \
+    const ncclResult_t ft_nccl_rc_ = (call);                           \
+    if (ft_nccl_rc_ != ncclSuccess && ft_nccl_rc_ != ncclInProgress) { \
+      throw_nccl(ft_nccl_rc_, #call, __FILE__, __LINE__, comm);        \
+    }                                                                  \
   } while (false)
 
 namespace {
@@ -66,8 +65,8 @@ ncclDataType_t nccl_type(const at::Tensor& t) {
     case at::kByte:
       return ncclUint8;
     default:
-      throw DistError(fmt::format("NCCL communicator: unsupported dtype {}",
-                                  c10::toString(t.scalar_type())));
+      throw DistError(
+          fmt::format("NCCL communicator: unsupported dtype {}", c10::toString(t.scalar_type())));
   }
 }
 
@@ -120,7 +119,10 @@ struct NcclCommunicator::State {
   };
 
   State(ncclComm_t c, c10::Device d, int r, std::chrono::milliseconds t)
-      : comm(c), device(d), rank(r), timeout(t),
+      : comm(c),
+        device(d),
+        rank(r),
+        timeout(t),
         stream(c10::cuda::getStreamFromPool(/*isHighPriority=*/true, d.index())) {
     watchdog = std::thread([this] { watch(); });
   }
@@ -150,9 +152,10 @@ struct NcclCommunicator::State {
   void check(const char* name) {
     std::lock_guard<std::mutex> lock(mutex);
     if (!broken.empty()) {
-      throw DistError(fmt::format("{} on rank {}: the NCCL communicator is unusable after an "
-                                  "earlier failure: {}",
-                                  name, rank, broken));
+      throw DistError(
+          fmt::format("{} on rank {}: the NCCL communicator is unusable after an "
+                      "earlier failure: {}",
+                      name, rank, broken));
     }
   }
 
@@ -176,26 +179,26 @@ struct NcclCommunicator::State {
         while (!pending.empty() && pending.front().done->query()) pending.pop_front();
       } catch (const std::exception& e) {
         // A CUDA error while waiting (a sticky device fault): this thread must not throw.
-        abort_locked(fmt::format("{} on rank {}: CUDA error: {}",
-                                 pending.empty() ? std::string("NCCL communicator")
-                                                 : pending.front().what,
-                                 rank, e.what()));
+        abort_locked(
+            fmt::format("{} on rank {}: CUDA error: {}",
+                        pending.empty() ? std::string("NCCL communicator") : pending.front().what,
+                        rank, e.what()));
         continue;
       }
       if (!pending.empty() && Clock::now() > pending.front().deadline) {
-        abort_locked(fmt::format("{} on rank {} timed out after {:.1f} s (dist.timeout_s): "
-                                 "another rank did not join",
-                                 pending.front().what, rank,
-                                 static_cast<double>(timeout.count()) / 1000.0));
+        abort_locked(
+            fmt::format("{} on rank {} timed out after {:.1f} s (dist.timeout_s): "
+                        "another rank did not join",
+                        pending.front().what, rank, static_cast<double>(timeout.count()) / 1000.0));
         continue;
       }
       ncclResult_t async = ncclSuccess;
       if (ncclCommGetAsyncError(comm, &async) == ncclSuccess && async != ncclSuccess &&
           async != ncclInProgress) {
-        abort_locked(fmt::format("{} on rank {}: NCCL error: {}",
-                                 pending.empty() ? std::string("NCCL communicator")
-                                                 : pending.front().what,
-                                 rank, ncclGetErrorString(async)));
+        abort_locked(
+            fmt::format("{} on rank {}: NCCL error: {}",
+                        pending.empty() ? std::string("NCCL communicator") : pending.front().what,
+                        rank, ncclGetErrorString(async)));
       }
     }
   }
@@ -217,8 +220,8 @@ struct NcclCommunicator::State {
 // caller's stream does after it (drop all_gather's padding, copy back a non-contiguous tensor).
 class NcclCommunicator::Request final : public Work {
  public:
-  Request(std::shared_ptr<State> state, std::shared_ptr<at::cuda::CUDAEvent> done,
-          std::string name, at::Tensor result, std::function<at::Tensor()> finish)
+  Request(std::shared_ptr<State> state, std::shared_ptr<at::cuda::CUDAEvent> done, std::string name,
+          at::Tensor result, std::function<at::Tensor()> finish)
       : state_(std::move(state)),
         done_(std::move(done)),
         name_(std::move(name)),
@@ -312,10 +315,9 @@ namespace {
 
 // The part of every collective after its checks: see NcclCommunicator's class comment.
 template <typename State>
-std::shared_ptr<at::cuda::CUDAEvent> issue(State& state, const std::string& what,
-                                           const std::vector<at::Tensor>& tensors,
-                                           const std::function<ncclResult_t(ncclComm_t,
-                                                                            cudaStream_t)>& call) {
+std::shared_ptr<at::cuda::CUDAEvent> issue(
+    State& state, const std::string& what, const std::vector<at::Tensor>& tensors,
+    const std::function<ncclResult_t(ncclComm_t, cudaStream_t)>& call) {
   const auto current = c10::cuda::getCurrentCUDAStream(state.device.index());
   at::cuda::CUDAEvent ready;
   ready.record(current);
@@ -327,9 +329,10 @@ std::shared_ptr<at::cuda::CUDAEvent> issue(State& state, const std::string& what
   // Held through the enqueue, so the watchdog cannot abort the communicator under the call.
   std::lock_guard<std::mutex> lock(state.mutex);
   if (state.comm == nullptr) {
-    throw DistError(fmt::format("{} on rank {}: the NCCL communicator is unusable after an "
-                                "earlier failure: {}",
-                                what, state.rank, state.broken));
+    throw DistError(
+        fmt::format("{} on rank {}: the NCCL communicator is unusable after an "
+                    "earlier failure: {}",
+                    what, state.rank, state.broken));
   }
   try {
     const ncclResult_t rc = call(state.comm, state.stream.stream());
@@ -372,7 +375,8 @@ std::shared_ptr<Work> NcclCommunicator::all_gather_async(const at::Tensor& tenso
   const at::Tensor input = (tensor.dim() == 0 ? tensor.reshape({1}) : tensor).contiguous();
   check_rows(what, rows, input.size(0));
   const std::int64_t most = *std::max_element(rows.begin(), rows.end());
-  const bool equal = std::all_of(rows.begin(), rows.end(), [&](std::int64_t r) { return r == most; });
+  const bool equal =
+      std::all_of(rows.begin(), rows.end(), [&](std::int64_t r) { return r == most; });
   auto shape = input.sizes().vec();
   at::Tensor padded = input;
   if (!equal && input.size(0) != most) {
@@ -410,9 +414,10 @@ std::vector<std::int64_t> NcclCommunicator::host_all_gather(
 at::Tensor NcclCommunicator::reduce_scatter(const at::Tensor& input, ReduceOp op) {
   const auto seq = begin("reduce_scatter", &input);
   if (input.dim() == 0 || input.size(0) % size_ != 0) {
-    throw DistError(fmt::format("reduce_scatter #{} on rank {}: dim 0 ({}) must be a multiple of "
-                                "the world size {}",
-                                seq, rank_, input.dim() == 0 ? 0 : input.size(0), size_));
+    throw DistError(
+        fmt::format("reduce_scatter #{} on rank {}: dim 0 ({}) must be a multiple of "
+                    "the world size {}",
+                    seq, rank_, input.dim() == 0 ? 0 : input.size(0), size_));
   }
   const std::string what =
       fmt::format("reduce_scatter #{} ({}, {})", seq, to_string(op), describe(input));
@@ -424,8 +429,8 @@ at::Tensor NcclCommunicator::reduce_scatter(const at::Tensor& input, ReduceOp op
   if (out.numel() == 0) return out;
   const ncclDataType_t type = nccl_type(work);
   auto done = issue(*state_, what, {work, out}, [&](ncclComm_t comm, cudaStream_t stream) {
-    return ncclReduceScatter(work.data_ptr(), out.data_ptr(), out.numel(), type, nccl_op(op),
-                             comm, stream);
+    return ncclReduceScatter(work.data_ptr(), out.data_ptr(), out.numel(), type, nccl_op(op), comm,
+                             stream);
   });
   Request(state_, std::move(done), what, out, nullptr).wait();
   return out;

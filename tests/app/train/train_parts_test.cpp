@@ -228,6 +228,37 @@ TEST(RecipeTest, EveryRecipeIsItsArcfaceTorchConfigKeyByKey) {
   }
 }
 
+TEST(RecipeTest, VitRecipesAreArcfaceTorchsWebFace42mConfigs) {
+  // configs/wf42m_pfc03_40epoch_8gpu_vit_{t,b}.py: AdamW at 1e-3 with weight decay 0.1, 40
+  // epochs, warm-up num_epoch // 10, Partial FC 0.3, CosFace 0.4; vit_b at 256 x 12.
+  struct Vit {
+    const char* recipe;
+    const char* network;
+    std::int64_t batch, accumulation;
+  };
+  for (const Vit& v : {Vit{"wf42m_vit_t", "vit_t_dp005_mask0", 512, 1},
+                       Vit{"wf42m_vit_b", "vit_b_dp005_mask_005", 256, 12}}) {
+    SCOPED_TRACE(v.recipe);
+    const TrainRecipe r = TrainRecipe::from(Config::from_file(recipe_path(v.recipe)));
+    EXPECT_EQ(r.network, v.network);
+    EXPECT_EQ(r.head.margins(), (std::array<double, 3>{1.0, 0.0, 0.4}));
+    EXPECT_EQ(r.sample_rate, 0.3);
+    EXPECT_EQ(r.optimizer.kind(), OptimizerKind::kAdamW);
+    EXPECT_EQ(r.schedule.base, 0.001);
+    EXPECT_EQ(r.optimizer.weight_decay(), 0.1);
+    EXPECT_EQ(r.num_epoch, 40);
+    EXPECT_EQ(r.warmup_epoch, 4.0);
+    EXPECT_EQ(r.loader.batch_size, v.batch);
+    EXPECT_EQ(r.gradient_acc, v.accumulation);
+    EXPECT_EQ(r.num_classes, 2059906);
+    EXPECT_EQ(r.amp, "bf16");
+    EXPECT_EQ(r.backbone.checkpointing(), -1);  // the network's default: on for vit_b
+  }
+  const TrainRecipe cpu = TrainRecipe::from(Config::from_file(recipe_path("synthetic_vit_t")));
+  EXPECT_EQ(cpu.network, "vit_t");
+  EXPECT_EQ(cpu.optimizer.kind(), OptimizerKind::kAdamW);
+}
+
 TEST(RecipeTest, EveryRecipesLearningRateIsArcfaceTorchsAtEveryStep) {
   // A short run of each recipe (7 steps per epoch), and the same with a warmup epoch.
   const std::int64_t steps_per_epoch = 7;

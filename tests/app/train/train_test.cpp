@@ -5,6 +5,8 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include <chrono>
 #include <filesystem>
@@ -14,6 +16,7 @@
 #include <regex>
 
 #include "framework/core/compute_threads.h"
+#include "framework/core/run_layout.h"
 #include "models/backbone.h"
 #include "models/state_dict.h"
 #include "tests/support/process.h"
@@ -368,23 +371,90 @@ TEST_F(Train, NonFiniteLossesStopTheRun) {
       << out;
 }
 
-TEST_F(Train, AFailingKilledOrStalledRankEndsTheJob) {
-  struct Case {
-    const char* fault;
-    const char* message;
-  };
-  for (const Case& c : {Case{"throw@1:2", "injected fault on rank 1 at step 2"},
-                        Case{"kill@1:2", ""}, Case{"stall@1:2", "timed out after 5.0 s"}}) {
-    const fs::path run = kWork / "fault";
-    fs::remove_all(run);
-    const auto config = write_recipe("fault", recipe(run.string(), ""));
-    const auto [code, out, secs] =
-        train(2, config, "--set dist.timeout_s=5", std::string("-x FACETRAIN_FAULT=") + c.fault);
-    EXPECT_NE(code, 0) << c.fault << "\n" << out;
-    EXPECT_NE(out.find(c.message), std::string::npos) << c.fault << "\n" << out;
-    // A bound on ending, not a speed claim: without the abort the job would hang.
-    EXPECT_LT(secs, 60.0) << c.fault;
-    std::cout << c.fault << ": the job ended with code " << code << " after " << secs << " s\n";
+// Seconds since the epoch now, and at a file's last modification (the same clock).
+double wall_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_REALTIME, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+double modification_seconds(const fs::path& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) return 0;
+  return static_cast<double>(st.st_mtim.tv_sec) + 1e-9 * static_cast<double>(st.st_mtim.tv_nsec);
+}
+
+// The checkpoint each rank's log says it resumed from ("" when it started from scratch).
+std::string resumed_from(const fs::path& run, int rank) {
+  std::ifstream in(RunLayout{run}.log(rank));
+  std::string line, from;
+  const std::regex re("resumed from (\\S+) \\(step");
+  std::smatch m;
+  while (std::getline(in, line)) {
+    if (std::regex_search(line, m, re)) from = m[1];
+  }
+  return from;
+}
+
+// The failure matrix: one rank of two throws, is killed (-9) or stops (SIGSTOP) at start-up,
+// in the middle of a step (between its forward and its backward, whose gradient all-reduce the
+// other rank waits in), while a checkpoint is half written, during verification and at
+// shutdown. Each time the whole job ends within dist.timeout_s + 10 s (timed from outside), and
+// a relaunch with --resume auto finishes the run from a complete checkpoint, the same on both
+// ranks.
+TEST_F(Train, FailureMatrixEndsTheJobAndLosesNothing) {
+  const double timeout = 5.0;
+  // A small verification set, so verifying (at step 3) takes a moment.
+  const fs::path pairs = kWork / "matrix_pairs.h5";
+  if (!fs::exists(pairs)) {
+    const auto r = test::run(facetrain(
+        fmt::format("data synth --identities 4 --per-identity 2 --out {0}/matrix_synth --pairs 20 "
+                    "--pairs-out {1} --heldout-identities 4 --seed 5",
+                    kWork.string(), pairs.string())));
+    ASSERT_EQ(r.code, 0) << r.out;
+  }
+  // 24 × 8 images at 16 per rank: 6 steps; checkpoints at 2, 4, 6; verification at 3 and 6.
+  const std::string sets = fmt::format(
+      "--set train.batch_size=16 --set train.num_epoch=1 --set train.checkpoint_every=2 "
+      "--set train.verbose=3 --set 'eval.val_targets=[\"{}\"]'",
+      pairs.string());
+  const fs::path fired = kWork / "matrix_fired";
+  for (const char* kind : {"throw", "kill", "stall"}) {
+    for (const char* when : {"startup", "midstep", "checkpoint", "verification", "shutdown"}) {
+      const std::string fault = fmt::format("{}@1:{}", kind, when);
+      const fs::path run = kWork / "matrix";
+      fs::remove_all(run);
+      fs::remove(fired);
+      const auto config = write_recipe("matrix", recipe(run.string(), ""));
+      // FACETRAIN_FAULT_ONCE's file is created the moment the fault fires: the bound runs from
+      // there to the end of the job.
+      const auto [code, out, secs] = train(
+          2, config, fmt::format("{} --set dist.timeout_s={}", sets, timeout),
+          fmt::format("-x FACETRAIN_FAULT={} -x FACETRAIN_FAULT_ONCE={}", fault, fired.string()));
+      const double ended = wall_seconds();
+      EXPECT_NE(code, 0) << fault << "\n" << out;
+      ASSERT_TRUE(fs::exists(fired)) << fault << ": the fault did not fire\n" << out;
+      const double after_fault = ended - modification_seconds(fired);
+      EXPECT_LT(after_fault, timeout + 10) << fault << "\n" << out;
+      if (std::string(kind) == "throw") {
+        EXPECT_NE(out.find(std::string("injected fault on rank 1 at ") + when), std::string::npos)
+            << fault << "\n"
+            << out;
+      }
+      // The relaunch (no fault: its file exists) ends the run; both ranks resumed from the same
+      // checkpoint, which must have been complete (a damaged one would be skipped and named).
+      const auto [code2, out2, secs2] =
+          train(2, config, sets + " --resume auto",
+                "-x FACETRAIN_FAULT=" + fault + " -x FACETRAIN_FAULT_ONCE=" + fired.string());
+      ASSERT_EQ(code2, 0) << fault << " relaunch\n" << out2;
+      EXPECT_EQ(out2.find("skipping damaged checkpoint"), std::string::npos) << fault << "\n"
+                                                                             << out2;
+      EXPECT_EQ(resumed_from(run, 0), resumed_from(run, 1)) << fault;
+      EXPECT_EQ(metrics(run).rbegin()->first, 6) << fault;
+      EXPECT_TRUE(fs::exists(fs::canonical(run / "checkpoints" / "latest") / "state.json"));
+      std::cout << fault << ": the job ended with code " << code << ", " << after_fault
+                << " s after the fault (" << secs << " s in all); the relaunch resumed from '"
+                << resumed_from(run, 0) << "'\n";
+    }
   }
 }
 
