@@ -10,7 +10,7 @@ start=$(date +%s)
 packages=(build-essential cmake ninja-build ccache pkg-config git
   libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libfmt-dev libtomlplusplus-dev libcli11-dev
   libturbojpeg0-dev libjpeg-turbo-progs libonnx-dev libprotobuf-dev protobuf-compiler
-  libgtest-dev nlohmann-json3-dev zlib1g-dev libstb-dev python3-venv)
+  libgtest-dev nlohmann-json3-dev zlib1g-dev libstb-dev python3-venv clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
