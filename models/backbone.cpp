@@ -9,6 +9,7 @@
 #include "framework/core/strings.h"
 #include "models/iresnet.h"
 #include "models/mobilefacenet.h"
+#include "models/vit.h"
 
 namespace facetrain::models {
 
@@ -21,6 +22,7 @@ struct Entry {
   std::string name;                  // facetrain's name (what network() returns)
   std::vector<std::string> aliases;  // arcface_torch's names for it
   Factory make;
+  std::string embedding_weight;  // the weight whose rows are the embedding's length
 };
 
 // IResNet with blocks (A, B, C, D) in its four stages.
@@ -33,14 +35,36 @@ std::shared_ptr<BackboneImpl> mobilefacenet(const std::string&, const BackboneOp
   return std::make_shared<MobileFaceNetImpl>(options);
 }
 
+// arcface_torch's Vision Transformers (backbones/__init__.py): width, depth, heads, drop-path
+// rate, mask ratio and activation checkpointing by name.
+template <std::int64_t Dim, std::int64_t Depth, int DropPathPct, int MaskPct, bool Checkpointing>
+std::shared_ptr<BackboneImpl> vit(const std::string& name, const BackboneOptions& options) {
+  VitConfig c;
+  c.embed_dim = Dim;
+  c.depth = Depth;
+  c.num_heads = 8;
+  c.drop_path = DropPathPct / 100.0;
+  c.mask_ratio = MaskPct / 100.0;
+  c.checkpointing = options.checkpointing() < 0 ? Checkpointing : options.checkpointing() > 0;
+  return std::make_shared<VisionTransformerImpl>(name, c, options);
+}
+
 const std::vector<Entry>& entries() {
   static const std::vector<Entry> table = {
-      {"iresnet18", {"r18"}, &iresnet<2, 2, 2, 2>},
-      {"iresnet34", {"r34"}, &iresnet<3, 4, 6, 3>},
-      {"iresnet50", {"r50"}, &iresnet<3, 4, 14, 3>},
-      {"iresnet100", {"r100"}, &iresnet<3, 13, 30, 3>},
-      {"iresnet200", {"r200"}, &iresnet<6, 26, 60, 6>},
-      {"mbf", {}, &mobilefacenet},
+      {"iresnet18", {"r18"}, &iresnet<2, 2, 2, 2>, "fc.weight"},
+      {"iresnet34", {"r34"}, &iresnet<3, 4, 6, 3>, "fc.weight"},
+      {"iresnet50", {"r50"}, &iresnet<3, 4, 14, 3>, "fc.weight"},
+      {"iresnet100", {"r100"}, &iresnet<3, 13, 30, 3>, "fc.weight"},
+      {"iresnet200", {"r200"}, &iresnet<6, 26, 60, 6>, "fc.weight"},
+      {"mbf", {}, &mobilefacenet, "features.layers.2.weight"},
+      {"vit_t", {}, &vit<256, 12, 10, 10, false>, "feature.2.weight"},
+      {"vit_t_dp005_mask0", {}, &vit<256, 12, 5, 0, false>, "feature.2.weight"},
+      {"vit_s", {}, &vit<512, 12, 10, 10, false>, "feature.2.weight"},
+      {"vit_s_dp005_mask_0", {}, &vit<512, 12, 5, 0, false>, "feature.2.weight"},
+      {"vit_b", {}, &vit<512, 24, 10, 10, true>, "feature.2.weight"},
+      {"vit_b_dp005_mask_005", {}, &vit<512, 24, 5, 5, true>, "feature.2.weight"},
+      {"vit_l", {"vit_l_dp005_mask_005"}, &vit<768, 24, 5, 5, true>, "feature.2.weight"},
+      {"vit_h", {}, &vit<1024, 48, 10, 0, true>, "feature.2.weight"},
   };
   return table;
 }
@@ -62,6 +86,10 @@ const Entry& find_entry(const std::string& name) {
 }
 
 }  // namespace
+
+std::string embedding_weight_name(const std::string& network) {
+  return find_entry(network).embedding_weight;
+}
 
 std::vector<std::string> backbone_names() {
   std::vector<std::string> out;

@@ -17,6 +17,9 @@ struct BackboneOptions {
   TORCH_ARG(std::int64_t, embedding_size) = 512;
   // Dropout before the embedding FC, in [0, 1) (iresnet only, as in insightface).
   TORCH_ARG(double, dropout) = 0.0;
+  // Activation checkpointing (Vision Transformers only): −1 the network's default (on for vit_b,
+  // vit_l, vit_h), 0 off, 1 on.
+  TORCH_ARG(int, checkpointing) = -1;
 };
 
 // A face-embedding network: float images [N, 3, 112, 112] (RGB, normalised to [-1, 1]) to
@@ -36,7 +39,8 @@ class BackboneImpl : public torch::nn::Module, public Lowerable {
 // (model.network), the CLI's --network and the checkpoint and weight loaders all resolve names
 // through the functions below.
 
-// The registered names: iresnet18, iresnet34, iresnet50, iresnet100, iresnet200, mbf.
+// The registered names: iresnet18 … iresnet200, mbf, and the Vision Transformers vit_t, vit_s,
+// vit_b, vit_l, vit_h with arcface_torch's WebFace42M variants (vit_t_dp005_mask0, …).
 std::vector<std::string> backbone_names();
 // The names and aliases in one line, for help texts.
 std::string backbone_names_help();
@@ -44,6 +48,10 @@ std::string backbone_names_help();
 // The registered name of `name` (itself or an alias: r50 → iresnet50). An unknown name throws
 // ConfigError listing the known ones and the nearest.
 std::string canonical_backbone_name(const std::string& name);
+
+// The weight of `network` whose rows are the embedding's length (iresnet: fc.weight; mbf:
+// features.layers.2.weight; ViT: feature.2.weight).
+std::string embedding_weight_name(const std::string& network);
 
 // A new backbone with insightface's initialisation; `name` may be an alias. An unknown name
 // throws ConfigError listing the known ones; invalid options throw ConfigError naming the option.

@@ -1,13 +1,15 @@
 #include "models/state_dict.h"
 
+#include "models/backbone.h"
+
 #include <ATen/core/Dict.h>
 #include <caffe2/serialize/inline_container.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <torch/csrc/jit/serialization/export.h>
 #include <torch/csrc/jit/serialization/pickler.h>
-#include <torch/serialize.h>
 #include <torch/nn.h>
+#include <torch/serialize.h>
 
 #include <fstream>
 #include <iterator>
@@ -81,7 +83,7 @@ void load_state_dict(torch::nn::Module& module, const std::map<std::string, at::
 std::int64_t embedding_size_in(const std::string& network,
                                const std::map<std::string, at::Tensor>& tensors,
                                const std::string& source) {
-  const std::string key = network == "mbf" ? "features.layers.2.weight" : "fc.weight";
+  const std::string key = embedding_weight_name(network);
   const auto it = tensors.find(key);
   if (it == tensors.end() || it->second.dim() != 2) {
     throw CheckpointError(

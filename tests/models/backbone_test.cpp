@@ -6,6 +6,7 @@
 
 #include "framework/core/error.h"
 #include "models/backbone.h"
+#include "models/vit.h"
 
 namespace facetrain::models {
 namespace {
@@ -36,6 +37,72 @@ TEST(BackboneTest, ParameterCountsMatchPublishedFigures) {
   EXPECT_EQ(count("iresnet50"), iresnet({3, 4, 14, 3}));
   EXPECT_EQ(count("iresnet100"), iresnet({3, 13, 30, 3}));
   EXPECT_EQ(count("iresnet200"), iresnet({6, 26, 60, 6}));
+}
+
+TEST(BackboneTest, VisionTransformersSizesAndCost) {
+  // Parameters against the closed form of the architecture at width d, depth L, 512-d output:
+  // patch conv 243d + d, position embedding 144d, per block two LayerNorms (4d), qkv 3d²,
+  // projection d² + d, MLP 8d² + 5d; final LayerNorm 2d; head 144d·d + 2d (BN) + 512d + 2·512;
+  // the mask token d.
+  const auto closed_form = [](std::int64_t d, std::int64_t depth) {
+    return 243 * d + d + 144 * d + depth * (12 * d * d + 10 * d) + 2 * d + 144 * d * d + 2 * d +
+           512 * d + 2 * 512 + d;
+  };
+  struct Case {
+    const char* name;
+    std::int64_t dim, depth;
+    double published_gflops;  // arcface_torch's model tables: ViT-T-1.5G, ViT-S-5.7G, …
+  };
+  for (const Case& c : {Case{"vit_t", 256, 12, 1.5}, Case{"vit_s", 512, 12, 5.7},
+                        Case{"vit_b", 512, 24, 11.0}, Case{"vit_l", 768, 24, 25.0}}) {
+    auto net = make_backbone(c.name);
+    EXPECT_EQ(parameter_count(*net), closed_form(c.dim, c.depth)) << c.name;
+    const auto* vit = dynamic_cast<const VisionTransformerImpl*>(net.get());
+    ASSERT_NE(vit, nullptr);
+    EXPECT_NEAR(static_cast<double>(vit->multiply_adds()) / 1e9, c.published_gflops,
+                0.05 * c.published_gflops + 0.05)
+        << c.name;
+  }
+  // The WebFace42M variants differ only in drop path and masking; vit_b checkpoints by default.
+  const auto* b = dynamic_cast<const VisionTransformerImpl*>(make_backbone("vit_b").get());
+  EXPECT_TRUE(b->config().checkpointing);
+  auto wf = make_backbone("vit_t_dp005_mask0");
+  const auto& cw = dynamic_cast<const VisionTransformerImpl&>(*wf).config();
+  EXPECT_DOUBLE_EQ(cw.drop_path, 0.05);
+  EXPECT_DOUBLE_EQ(cw.mask_ratio, 0.0);
+  EXPECT_EQ(canonical_backbone_name("vit_l_dp005_mask_005"), "vit_l");
+}
+
+TEST(BackboneTest, VisionTransformerTrainsWithMaskingDropPathAndCheckpointing) {
+  // Training mode: masking and drop path change the output from call to call; eval is
+  // deterministic. Checkpointing gives the same gradients as keeping the activations.
+  torch::manual_seed(3);
+  auto plain = make_backbone("vit_t", BackboneOptions().embedding_size(32).checkpointing(0));
+  auto recomputed = make_backbone("vit_t", BackboneOptions().embedding_size(32).checkpointing(1));
+  {
+    torch::NoGradGuard no_grad;
+    auto dst = recomputed->named_parameters();
+    for (const auto& p : plain->named_parameters()) dst[p.key()].copy_(p.value());
+  }
+  const at::Tensor x = torch::rand({3, 3, 112, 112}) * 2 - 1;
+  plain->eval();
+  EXPECT_TRUE(plain->forward(x).equal(plain->forward(x)));
+  plain->train();
+  recomputed->train();
+  torch::manual_seed(9);
+  const at::Tensor a = plain->forward(x);
+  torch::manual_seed(9);
+  const at::Tensor b = recomputed->forward(x);
+  EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-5));
+  torch::manual_seed(10);
+  EXPECT_FALSE(torch::allclose(plain->forward(x), a, 1e-3, 1e-3));  // another mask
+  a.square().sum().backward();
+  b.square().sum().backward();
+  auto rp = recomputed->named_parameters();
+  for (const auto& p : plain->named_parameters()) {
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_TRUE(torch::allclose(p.value().grad(), rp[p.key()].grad(), 1e-4, 1e-6)) << p.key();
+  }
 }
 
 TEST(BackboneTest, OutputShapesAndEmbeddingSize) {

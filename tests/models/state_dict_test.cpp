@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include "framework/core/error.h"
 #include "models/backbone.h"
@@ -132,6 +133,32 @@ TEST_F(StateDictTest, DamagedAndForeignFilesAreClearErrors) {
             std::string::npos)
       << shapes;
   EXPECT_TRUE(wide->named_parameters()["features.layers.2.weight"].equal(before));
+}
+
+TEST_F(StateDictTest, VisionTransformerLoadsAPythonDefinitionsWeightsAndAgrees) {
+  // A ViT written in Python for the test from arcface_torch's description (test's own
+  // definition): its state dict loads strictly (every name and shape) and the embeddings of the
+  // same images agree.
+  for (const auto& [name, dim, depth] :
+       {std::tuple<const char*, int, int>{"vit_t", 256, 12}, {"vit_s", 512, 12}}) {
+    SCOPED_TRACE(name);
+    ASSERT_EQ(test::run_python(
+                  fmt::format("models/python_vit.py write {} {} {} 512", dir_.string(), dim, depth))
+                  .code,
+              0);
+    auto ours = make_backbone(name);
+    load_state_dict(*ours, read_state_dict(dir_ / "vit.pt"), "vit.pt");
+    ours->eval();
+    torch::NoGradGuard no_grad;
+    const at::Tensor x = read_state_dict(dir_ / "input.pt").at("x");
+    const at::Tensor want = read_state_dict(dir_ / "expected.pt").at("y");
+    const at::Tensor got = ours->forward(x);
+    const double cosine = torch::nn::functional::cosine_similarity(got, want).min().item<double>();
+    EXPECT_GE(cosine, 0.99999);
+    EXPECT_LE((got - want).abs().max().item<double>(), 1e-4 * want.abs().max().item<double>());
+    std::cout << name << ": min cosine " << cosine << ", max |diff| "
+              << (got - want).abs().max().item<double>() << "\n";
+  }
 }
 
 }  // namespace
