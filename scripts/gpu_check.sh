@@ -30,7 +30,7 @@ start=$(date +%s)
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix" \
   -DFACETRAIN_WITH_CUDA=ON -DFACETRAIN_PYTHON="$python" "${extra[@]}" > "$out/configure.log" 2>&1 \
   || { tail -30 "$out/configure.log"; exit 1; }
-cmake --build "$build" -j "$(nproc)" --target facetrain nccl_communicator_test partial_fc_test \
+cmake --build "$build" -j "$(nproc)" --target facetrain nccl_communicator_test partial_fc_test backbone_bench \
   > "$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - start )) s" | tee -a "$out/gpu.txt"
 set +e
@@ -41,5 +41,9 @@ grep -E "SKIPPED|needs one CUDA|tests passed|Failed" "$out/ctest.log" | tee -a "
 FACETRAIN_BIN=$build/app/cli/facetrain FACETRAIN_BENCH_DIR=$out/bench FACETRAIN_PYTHON=$python \
   bash "$root/tests/bench/train_bench.sh" --gpu --steps "${GPU_BENCH_STEPS:-20}" 2>&1 | tee -a "$out/gpu.txt"
 bench=${PIPESTATUS[0]}
+# Backbones forward + backward in bf16 on the GPU, MFU against a bf16 matmul measured in the same
+# run and against the datasheet dense bf16 peak (H200: 989 TFLOP/s; GPU_PEAK_TFLOPS overrides).
+"$build/tests/bench/backbone_bench" --device cuda --amp bf16 --batch 256 --iters 10 \
+  --networks mbf,iresnet50,vit_t,vit_s,vit_b --peak-tflops "${GPU_PEAK_TFLOPS:-989}" 2>&1 | tee -a "$out/gpu.txt"
 set -e
 exit $(( tests != 0 || bench != 0 ))

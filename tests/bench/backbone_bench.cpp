@@ -1,12 +1,15 @@
-// CPU training throughput of the backbones: forward + backward images/s at 112×112, and the
-// arithmetic rate they reach as a fraction of a large float32 matrix product's, measured in the
-// same run on the same threads.
+// Training throughput of the backbones: forward + backward images/s at 112×112, and the
+// arithmetic rate they reach as a fraction of a large matrix product's in the same precision,
+// measured in the same run on the same device (model FLOPs utilisation against that product;
+// with --peak-tflops also against the hardware's datasheet peak).
 //
-//   backbone_bench [--networks mbf,iresnet50] [--batch 32] [--iters 3] [--threads N]
+//   backbone_bench [--networks mbf,iresnet50,vit_t,vit_s] [--batch 32] [--iters 3] [--threads N]
+//                  [--device cpu|cuda] [--amp none|bf16] [--peak-tflops T]
 
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
+#include <torch/cuda.h>
 #include <torch/nn.h>
 
 #include <chrono>
@@ -15,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "framework/core/autocast.h"
 #include "models/backbone.h"
 
 namespace {
@@ -45,13 +49,20 @@ double forward_flops(facetrain::models::BackboneImpl& net, const at::Tensor& ima
   return flops;
 }
 
-double matmul_gflops(int iters) {
-  const std::int64_t n = 2048;
-  const at::Tensor a = torch::randn({n, n});
-  const at::Tensor b = torch::randn({n, n});
+void synchronize(const c10::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize();
+}
+
+double matmul_gflops(int iters, const c10::Device& device, at::ScalarType dtype) {
+  const std::int64_t n = device.is_cuda() ? 8192 : 2048;
+  const auto options = torch::TensorOptions().device(device).dtype(dtype);
+  const at::Tensor a = torch::randn({n, n}, options);
+  const at::Tensor b = torch::randn({n, n}, options);
   at::Tensor c = torch::mm(a, b);  // warm-up
+  synchronize(device);
   const auto start = Clock::now();
   for (int i = 0; i < iters; ++i) c = torch::mm(a, b);
+  synchronize(device);
   return 2.0 * n * n * n * iters / seconds_since(start) / 1e9;
 }
 
@@ -65,10 +76,12 @@ std::vector<std::string> split(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string networks = "mbf,iresnet50";
+  std::string networks = "mbf,iresnet50,vit_t,vit_s";
   std::int64_t batch = 32;
   int iters = 3;
   int threads = 0;
+  std::string device_name = "cpu", amp = "none";
+  double peak_tflops = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--networks")
@@ -79,32 +92,52 @@ int main(int argc, char** argv) {
       iters = std::atoi(argv[i + 1]);
     else if (flag == "--threads")
       threads = std::atoi(argv[i + 1]);
+    else if (flag == "--device")
+      device_name = argv[i + 1];
+    else if (flag == "--amp")
+      amp = argv[i + 1];
+    else if (flag == "--peak-tflops")
+      peak_tflops = std::atof(argv[i + 1]);
   }
+  const c10::Device device(device_name);
+  const auto amp_dtype = facetrain::autocast_dtype(amp);
   if (threads > 0) at::set_num_threads(threads);
   torch::manual_seed(0);
-  const double peak = matmul_gflops(10);
-  fmt::print("threads {}  batch {}  112x112\n", at::get_num_threads(), batch);
-  fmt::print("float32 matmul 2048^3: {:.1f} GFLOP/s (baseline)\n", peak);
+  const double peak = matmul_gflops(10, device, amp_dtype.value_or(at::kFloat));
+  fmt::print("device {}  amp {}  threads {}  batch {}  112x112\n", device.str(), amp,
+             at::get_num_threads(), batch);
+  fmt::print("{} matmul: {:.1f} GFLOP/s (baseline){}\n", amp_dtype ? amp : "float32", peak,
+             peak_tflops > 0 ? fmt::format("; datasheet peak {:.0f} TFLOP/s", peak_tflops) : "");
   fmt::print("{:<12} {:>10} {:>12} {:>14} {:>10}\n", "network", "img/s", "GFLOP/img", "GFLOP/s",
              "of matmul");
   for (const auto& name : split(networks)) {
     auto net = make_backbone(name);
+    net->to(device);
     net->train();
     torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
-    const at::Tensor images = torch::rand({batch, 3, 112, 112}) * 2 - 1;
+    const at::Tensor images = torch::rand({batch, 3, 112, 112}, torch::Device(device)) * 2 - 1;
     // Forward + backward ≈ 3 × forward in arithmetic (the backward needs two products per layer).
     const double step_flops = 3.0 * forward_flops(*net, images);
     auto step = [&] {
       sgd.zero_grad();
-      net->forward(images).pow(2).mean().backward();
+      at::Tensor loss;
+      {
+        facetrain::AutocastScope autocast(device.type(), amp_dtype);
+        loss = net->forward(images).to(at::kFloat).pow(2).mean();
+      }
+      loss.backward();
     };
     step();  // warm-up
+    synchronize(device);
     const auto start = Clock::now();
     for (int i = 0; i < iters; ++i) step();
+    synchronize(device);
     const double secs = seconds_since(start) / iters;
     const double gflops = step_flops / secs / 1e9;
-    fmt::print("{:<12} {:>10.1f} {:>12.2f} {:>14.1f} {:>9.1f}%\n", name, batch / secs,
-               step_flops / 3.0 / batch / 1e9, gflops, 100.0 * gflops / peak);
+    fmt::print(
+        "{:<12} {:>10.1f} {:>12.2f} {:>14.1f} {:>9.1f}%{}\n", name, batch / secs,
+        step_flops / 3.0 / batch / 1e9, gflops, 100.0 * gflops / peak,
+        peak_tflops > 0 ? fmt::format("  MFU {:.1f}%", 100.0 * gflops / (peak_tflops * 1e3)) : "");
   }
   return 0;
 }

@@ -156,9 +156,15 @@ class Train : public ::testing::Test {
 TEST_F(Train, RecipesValidate) {
   const fs::path dir = fs::path(test::env("FACETRAIN_SOURCE_DIR")) / "experiments";
   const std::map<std::string, std::string> expected = {
-      {"ms1mv3_r50", "num_classes = 93431"},    {"ms1mv3_r100", "num_classes = 93431"},
-      {"ms1mv3_mbf", "network = \"mbf\""},      {"glint360k_r100", "margin_list = [1.0, 0.0, 0.4]"},
-      {"webface42m_r100", "sample_rate = 0.2"}, {"synthetic_mbf", "network = \"mbf\""}};
+      {"ms1mv3_r50", "num_classes = 93431"},
+      {"ms1mv3_r100", "num_classes = 93431"},
+      {"ms1mv3_mbf", "network = \"mbf\""},
+      {"glint360k_r100", "margin_list = [1.0, 0.0, 0.4]"},
+      {"webface42m_r100", "sample_rate = 0.2"},
+      {"synthetic_mbf", "network = \"mbf\""},
+      {"wf42m_vit_t", "optimizer = \"adamw\""},
+      {"wf42m_vit_b", "gradient_acc = 12"},
+      {"synthetic_vit_t", "network = \"vit_t\""}};
   int seen = 0;
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (entry.path().extension() != ".toml") continue;
