@@ -37,7 +37,7 @@ Manifest Manifest::read(const std::filesystem::path& dir) {
   json j;
   try {
     j = json::parse(in);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range on number overflow
     throw DataError(fmt::format("{}: invalid JSON: {}", where, e.what()));
   }
   if (!j.is_object()) throw DataError(fmt::format("{}: expected a JSON object", where));
