@@ -11,7 +11,8 @@
 namespace facetrain::models {
 namespace detail {
 
-VitAttentionImpl::VitAttentionImpl(std::int64_t dim, std::int64_t heads) : heads_(heads) {
+VitAttentionImpl::VitAttentionImpl(std::int64_t dim, std::int64_t heads, std::int64_t tokens)
+    : heads_(heads), tokens_(tokens) {
   qkv_ =
       register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(false)));
   proj_ = register_module("proj", torch::nn::Linear(dim, dim));
@@ -34,6 +35,27 @@ at::Tensor VitAttentionImpl::forward(const at::Tensor& x) {
   return proj_(y);
 }
 
+std::string VitAttentionImpl::lower(GraphEmitter& g, const std::string& path,
+                                    const std::string& x) const {
+  const auto named = [&](const char* name) { return child_path(path, name); };
+  const std::int64_t d = proj_->options.out_features(), head_dim = d / heads_;
+  // [N·T, 3D] rows → [3, N, heads, T, head_dim], as forward's reshape and permute.
+  std::string qkv = g.apply(named("qkv"), *qkv_, x);
+  qkv = g.reshape(named("qkv_heads"), qkv, {-1, tokens_, 3, heads_, head_dim});
+  qkv = g.transpose(named("qkv_split"), qkv, {2, 0, 3, 1, 4});
+  const std::string q = g.select(named("q"), qkv, 0, 0);
+  const std::string k = g.select(named("k"), qkv, 0, 1);
+  const std::string v = g.select(named("v"), qkv, 0, 2);
+  std::string scores = g.matmul(named("scores"), q, g.transpose(named("k_t"), k, {0, 1, 3, 2}));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  scores = g.mul(named("scaled_scores"), scores,
+                 g.constant(named("scale"), at::scalar_tensor(scale, at::kFloat)));
+  std::string y = g.matmul(named("weighted"), g.softmax(named("weights"), scores), v);
+  y = g.transpose(named("heads_merged"), y, {0, 2, 1, 3});
+  y = g.reshape(named("rows"), y, {-1, d});
+  return g.apply(named("proj"), *proj_, y);
+}
+
 VitMlpImpl::VitMlpImpl(std::int64_t dim, std::int64_t hidden) {
   fc1_ = register_module("fc1", torch::nn::Linear(dim, hidden));
   fc2_ = register_module("fc2", torch::nn::Linear(hidden, dim));
@@ -43,10 +65,17 @@ at::Tensor VitMlpImpl::forward(const at::Tensor& x) {
   return fc2_(at::hardtanh(fc1_(x), 0.0, 6.0));  // ReLU6
 }
 
-VitBlockImpl::VitBlockImpl(std::int64_t dim, std::int64_t heads, double drop_path)
+std::string VitMlpImpl::lower(GraphEmitter& g, const std::string& path,
+                              const std::string& x) const {
+  const std::string h = g.apply(child_path(path, "fc1"), *fc1_, x);
+  return g.apply(child_path(path, "fc2"), *fc2_, g.clip(child_path(path, "act"), h, 0.0, 6.0));
+}
+
+VitBlockImpl::VitBlockImpl(std::int64_t dim, std::int64_t heads, std::int64_t tokens,
+                           double drop_path)
     : drop_path_(drop_path) {
   norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim})));
-  attn = register_module("attn", VitAttention(dim, heads));
+  attn = register_module("attn", VitAttention(dim, heads, tokens));
   norm2 = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim})));
   mlp = register_module("mlp", VitMlp(dim, 4 * dim));
 }
@@ -60,6 +89,15 @@ at::Tensor VitBlockImpl::forward(const at::Tensor& x, const at::Tensor& keep1,
   return h + drop(mlp(norm2(h)), keep2);
 }
 
+std::string VitBlockImpl::lower(GraphEmitter& g, const std::string& path,
+                                const std::string& x) const {
+  const auto named = [&](const char* name) { return child_path(path, name); };
+  const std::string h = g.add(named("residual1"), x,
+                              g.apply(named("attn"), *attn, g.apply(named("norm1"), *norm1, x)));
+  return g.add(named("residual2"), h,
+               g.apply(named("mlp"), *mlp, g.apply(named("norm2"), *norm2, h)));
+}
+
 std::pair<at::Tensor, at::Tensor> VitBlockImpl::drop_path_masks(std::int64_t batch,
                                                                 const at::TensorOptions& o) const {
   if (!is_training() || drop_path_ <= 0) return {};
@@ -70,13 +108,23 @@ std::pair<at::Tensor, at::Tensor> VitBlockImpl::drop_path_masks(std::int64_t bat
   return {first, mask()};
 }
 
-VitPatchEmbedImpl::VitPatchEmbedImpl(std::int64_t dim, std::int64_t patch) {
+VitPatchEmbedImpl::VitPatchEmbedImpl(std::int64_t dim, std::int64_t patch, std::int64_t image_size)
+    : tokens_((image_size / patch) * (image_size / patch)) {
   proj = register_module("proj",
                          torch::nn::Conv2d(torch::nn::Conv2dOptions(3, dim, patch).stride(patch)));
 }
 
 at::Tensor VitPatchEmbedImpl::forward(const at::Tensor& x) {
   return proj(x).flatten(2).transpose(1, 2);
+}
+
+std::string VitPatchEmbedImpl::lower(GraphEmitter& g, const std::string& path,
+                                     const std::string& x) const {
+  const std::string y = g.apply(child_path(path, "proj"), *proj, x);
+  return g.transpose(
+      child_path(path, "tokens"),
+      g.reshape(child_path(path, "grid"), y, {-1, proj->options.out_channels(), tokens_}),
+      {0, 2, 1});
 }
 
 namespace {
@@ -131,14 +179,14 @@ VisionTransformerImpl::VisionTransformerImpl(std::string name, const VitConfig& 
         "embedding_size {} >= 1, mask_ratio {} and drop_path {} in [0, 1)",
         name_, d, config.num_heads, config.depth, e, config.mask_ratio, config.drop_path));
   }
-  patch_embed_ = register_module("patch_embed", detail::VitPatchEmbed(d, kPatch));
+  patch_embed_ = register_module("patch_embed", detail::VitPatchEmbed(d, kPatch, kImageSize));
   pos_embed_ = register_parameter("pos_embed", at::zeros({1, kTokens, d}));
   blocks_ = register_module("blocks", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < config.depth; ++i) {
     // Stochastic depth rising linearly from 0 at the first block to drop_path at the last.
     const double rate =
         config.depth == 1 ? 0.0 : config.drop_path * static_cast<double>(i) / (config.depth - 1);
-    block_list_.push_back(detail::VitBlock(d, config.num_heads, rate));
+    block_list_.push_back(detail::VitBlock(d, config.num_heads, kTokens, rate));
     blocks_->push_back(block_list_.back());
   }
   norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
@@ -174,8 +222,8 @@ at::Tensor VisionTransformerImpl::forward(at::Tensor images) {
     // Per-sample random masking: keep the tokens of the lowest noise, remember the order.
     const auto keep =
         static_cast<std::int64_t>(static_cast<double>(kTokens) * (1 - config_.mask_ratio));
-    const at::Tensor shuffle =
-        at::argsort(at::rand({b, kTokens}, x.options().dtype(at::kFloat)), /*dim=*/int64_t{1}, /*descending=*/false);
+    const at::Tensor shuffle = at::argsort(at::rand({b, kTokens}, x.options().dtype(at::kFloat)),
+                                           /*dim=*/int64_t{1}, /*descending=*/false);
     restore = at::argsort(shuffle, /*dim=*/int64_t{1}, /*descending=*/false);
     x = at::gather(x, 1, shuffle.slice(1, 0, keep).unsqueeze(-1).expand({b, keep, d}));
   }
@@ -207,9 +255,21 @@ std::int64_t VisionTransformerImpl::multiply_adds() const {
   return patch + config_.depth * block + t * d * d + d * e;
 }
 
-std::string VisionTransformerImpl::lower(GraphEmitter&, const std::string&,
-                                         const std::string&) const {
-  throw Error(fmt::format("{}: exporting Vision Transformers is not supported yet", name_));
+std::string VisionTransformerImpl::lower(GraphEmitter& g, const std::string& path,
+                                         const std::string& x) const {
+  // Inference: no token masking, no drop path. The blocks work on [N·144, D] rows, where the
+  // linear layers and norms act per token; attention reshapes to the sequence itself.
+  const auto named = [&](const char* name) { return child_path(path, name); };
+  const std::int64_t d = config_.embed_dim;
+  std::string y = g.apply(named("patch_embed"), *patch_embed_, x);
+  y = g.add(named("positioned"), y, g.constant(named("pos_embed"), pos_embed_));
+  y = g.reshape(named("rows"), y, {-1, d});
+  for (std::size_t i = 0; i < block_list_.size(); ++i) {
+    y = g.apply(child_path(named("blocks"), std::to_string(i)), *block_list_[i], y);
+  }
+  y = g.apply(named("norm"), *norm_, y);
+  y = g.reshape(named("features"), y, {-1, kTokens * d});
+  return g.apply(named("feature"), *feature_, y);
 }
 
 }  // namespace facetrain::models

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "models/backbone.h"
+#include "models/lowering.h"
+#include "models/preprocessing.h"
 
 namespace facetrain::models {
 
@@ -34,24 +36,31 @@ struct VitConfig {
 
 namespace detail {
 
-class VitAttentionImpl : public torch::nn::Module {
+// Multi-head self-attention over `tokens` tokens: softmax(q·kᵀ/√head_dim)·v per head, then a
+// projection. Lowered over [N·tokens, dim] rows (models/lowering.h).
+class VitAttentionImpl : public torch::nn::Module, public Lowerable {
  public:
-  VitAttentionImpl(std::int64_t dim, std::int64_t heads);
+  VitAttentionImpl(std::int64_t dim, std::int64_t heads, std::int64_t tokens);
   at::Tensor forward(const at::Tensor& x);
+  std::string lower(GraphEmitter& graph, const std::string& path,
+                    const std::string& x) const override;
   std::int64_t heads() const { return heads_; }
   const torch::nn::Linear& qkv() const { return qkv_; }
   const torch::nn::Linear& proj() const { return proj_; }
 
  private:
-  std::int64_t heads_;
+  std::int64_t heads_, tokens_;
   torch::nn::Linear qkv_{nullptr}, proj_{nullptr};
 };
 TORCH_MODULE(VitAttention);
 
-class VitMlpImpl : public torch::nn::Module {
+class VitMlpImpl : public torch::nn::Module, public Lowerable {
  public:
   VitMlpImpl(std::int64_t dim, std::int64_t hidden);
+  // fc2(ReLU6(fc1(x))).
   at::Tensor forward(const at::Tensor& x);
+  std::string lower(GraphEmitter& graph, const std::string& path,
+                    const std::string& x) const override;
   const torch::nn::Linear& fc1() const { return fc1_; }
   const torch::nn::Linear& fc2() const { return fc2_; }
 
@@ -61,15 +70,18 @@ class VitMlpImpl : public torch::nn::Module {
 TORCH_MODULE(VitMlp);
 
 // x + drop_path(attn(norm1(x))), then x + drop_path(mlp(norm2(x))).
-class VitBlockImpl : public torch::nn::Module {
+class VitBlockImpl : public torch::nn::Module, public Lowerable {
  public:
-  VitBlockImpl(std::int64_t dim, std::int64_t heads, double drop_path);
+  VitBlockImpl(std::int64_t dim, std::int64_t heads, std::int64_t tokens, double drop_path);
   // `keep1`, `keep2`: the drop-path masks of the two residual branches ([N, 1, 1], already
   // scaled by 1 / keep probability), or undefined or empty for none.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& keep1, const at::Tensor& keep2);
   // This block's two drop-path masks for a batch (undefined outside training or at rate 0).
   std::pair<at::Tensor, at::Tensor> drop_path_masks(std::int64_t batch,
                                                     const at::TensorOptions& options) const;
+  // Inference: drop path is the identity.
+  std::string lower(GraphEmitter& graph, const std::string& path,
+                    const std::string& x) const override;
 
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   VitAttention attn{nullptr};
@@ -80,12 +92,19 @@ class VitBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(VitBlock);
 
-class VitPatchEmbedImpl : public torch::nn::Module {
+class VitPatchEmbedImpl : public torch::nn::Module, public Lowerable {
  public:
-  VitPatchEmbedImpl(std::int64_t dim, std::int64_t patch);
+  // Non-overlapping `patch`×`patch` patches of an image_size×image_size image (the remainder
+  // rows and columns unused).
+  VitPatchEmbedImpl(std::int64_t dim, std::int64_t patch, std::int64_t image_size);
   // [N, 3, 112, 112] → [N, 144, dim].
   at::Tensor forward(const at::Tensor& x);
+  std::string lower(GraphEmitter& graph, const std::string& path,
+                    const std::string& x) const override;
   torch::nn::Conv2d proj{nullptr};
+
+ private:
+  std::int64_t tokens_;
 };
 TORCH_MODULE(VitPatchEmbed);
 
@@ -93,8 +112,9 @@ TORCH_MODULE(VitPatchEmbed);
 
 class VisionTransformerImpl : public BackboneImpl {
  public:
+  static constexpr std::int64_t kImageSize = kPreprocessing.size;
   static constexpr std::int64_t kPatch = 9;
-  static constexpr std::int64_t kTokens = (112 / kPatch) * (112 / kPatch);
+  static constexpr std::int64_t kTokens = (kImageSize / kPatch) * (kImageSize / kPatch);
 
   VisionTransformerImpl(std::string name, const VitConfig& config, const BackboneOptions& options);
   at::Tensor forward(at::Tensor images) override;

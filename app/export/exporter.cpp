@@ -172,6 +172,7 @@ std::string model_bytes(const models::LoadedBackbone& source, const ExportOption
       build_graph(*source.backbone, {options.normalize_in_graph, options.fold_batch_norm});
   graph.metadata = metadata;
   if (options.format == ExportFormat::kOnnx) {
+    adapt_to_opset(graph, options.opset);
     return onnx_model_bytes(graph, options.opset, FACETRAIN_VERSION);
   }
   torch::jit::Module module = torchscript_module(graph);

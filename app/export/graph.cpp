@@ -119,6 +119,8 @@ const char* op_type(Op op) {
       return "Mul";
     case Op::kAdd:
       return "Add";
+    case Op::kDiv:
+      return "Div";
     case Op::kConv:
       return "Conv";
     case Op::kBatchNorm:
@@ -129,8 +131,38 @@ const char* op_type(Op op) {
       return "Flatten";
     case Op::kGemm:
       return "Gemm";
+    case Op::kMatMul:
+      return "MatMul";
+    case Op::kSoftmax:
+      return "Softmax";
+    case Op::kReshape:
+      return "Reshape";
+    case Op::kTranspose:
+      return "Transpose";
+    case Op::kGather:
+      return "Gather";
+    case Op::kClip:
+      return "Clip";
+    case Op::kLayerNorm:
+      return "LayerNormalization";
+    case Op::kReduceMean:
+      return "ReduceMean";
+    case Op::kSqrt:
+      return "Sqrt";
   }
   return "?";
+}
+
+std::int64_t first_opset(Op op) {
+  switch (op) {
+    case Op::kLayerNorm:
+      return 17;
+    case Op::kClip:
+      return 11;  // min and max as inputs
+    default:
+      // Softmax over the last dim: opsets before 13 flatten from `axis` on, the same thing there.
+      return 1;
+  }
 }
 
 const Initializer* Graph::find_initializer(const std::string& name) const {
@@ -231,6 +263,125 @@ int fold_batch_norm(Graph& graph) {
   return folded;
 }
 
+int decompose_layer_norm(Graph& graph) {
+  int rewritten = 0;
+  std::vector<Node> nodes;
+  nodes.reserve(graph.nodes.size());
+  std::set<std::string> names;
+  for (const auto& init : graph.initializers) names.insert(init.name);
+  for (const auto& node : graph.nodes) names.insert(node.output);
+  // A value or constant name derived from the norm's output, unused so far.
+  const auto fresh = [&](const std::string& base) {
+    std::string name = base;
+    while (!names.insert(name).second) name += "_";
+    return name;
+  };
+  for (auto& ln : graph.nodes) {
+    if (ln.op != Op::kLayerNorm) {
+      nodes.push_back(std::move(ln));
+      continue;
+    }
+    const std::string x = ln.inputs[0], base = ln.output;
+    const std::string eps = fresh(base + ".epsilon");
+    graph.initializers.push_back({eps, {}, {static_cast<float>(ln.epsilon)}});
+    // Named after the norm they implement ("LayerNormalization_5/Sub"), not "Sub_…":
+    // insightface's ArcFaceONNX takes a Sub or Mul among the first nodes for in-graph input
+    // normalisation.
+    const auto emit = [&](Op op, std::vector<std::string> inputs, const std::string& out) {
+      Node n;
+      n.op = op;
+      n.name = ln.name + "/" + op_type(op) + "_" + std::to_string(nodes.size());
+      n.inputs = std::move(inputs);
+      n.output = out;
+      nodes.push_back(std::move(n));
+      return out;
+    };
+    const std::string mean = emit(Op::kReduceMean, {x}, fresh(base + "/mean"));
+    const std::string centered = emit(Op::kSub, {x, mean}, fresh(base + "/centered"));
+    const std::string squares = emit(Op::kMul, {centered, centered}, fresh(base + "/squares"));
+    const std::string var = emit(Op::kReduceMean, {squares}, fresh(base + "/variance"));
+    const std::string shifted = emit(Op::kAdd, {var, eps}, fresh(base + "/variance_eps"));
+    const std::string std_dev = emit(Op::kSqrt, {shifted}, fresh(base + "/std"));
+    const std::string normalized =
+        emit(Op::kDiv, {centered, std_dev}, fresh(base + "/normalized"));
+    const std::string scaled = emit(Op::kMul, {normalized, ln.inputs[1]}, fresh(base + "/scaled"));
+    emit(Op::kAdd, {scaled, ln.inputs[2]}, base);
+    ++rewritten;
+  }
+  graph.nodes = std::move(nodes);
+  return rewritten;
+}
+
+namespace {
+
+// The attribute checks of validate(): what a node's operator requires of its fields.
+void validate_attributes(const Graph& graph, const Node& node) {
+  const auto fail = [&](const std::string& what) {
+    throw Error("export graph: node " + node.name + ": " + what);
+  };
+  switch (node.op) {
+    case Op::kReshape: {
+      if (node.shape.empty()) fail("a reshape with no target shape");
+      const auto inferred = std::count(node.shape.begin(), node.shape.end(), -1);
+      const bool positive = std::all_of(node.shape.begin(), node.shape.end(),
+                                        [](std::int64_t d) { return d > 0 || d == -1; });
+      if (inferred > 1 || !positive) {
+        fail("reshape dims must be positive, with at most one -1");
+      }
+      break;
+    }
+    case Op::kTranspose: {
+      std::vector<std::int64_t> sorted = node.perm;
+      std::sort(sorted.begin(), sorted.end());
+      for (std::size_t i = 0; i < sorted.size(); ++i) {
+        if (sorted[i] != static_cast<std::int64_t>(i)) fail("transpose perm is not a permutation");
+      }
+      if (sorted.empty()) fail("a transpose with no perm");
+      break;
+    }
+    case Op::kGather:
+      if (node.axis < 0 || node.index < 0) fail("gather axis and index must be >= 0");
+      break;
+    case Op::kClip:
+      if (!(node.clip_min <= node.clip_max)) fail("clip range is empty");
+      break;
+    case Op::kLayerNorm:
+    case Op::kBatchNorm: {
+      const Initializer* scale =
+          graph.find_initializer(node.inputs.size() > 1 ? node.inputs[1] : "");
+      if (scale != nullptr && scale->shape.size() != 1) fail("a norm scale must be 1-D");
+      if (!(node.epsilon > 0)) fail("a norm epsilon must be > 0");
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+// How many inputs each operator reads: {at least, at most}.
+std::pair<std::size_t, std::size_t> input_counts(Op op) {
+  switch (op) {
+    case Op::kSub:
+    case Op::kMul:
+    case Op::kAdd:
+    case Op::kDiv:
+    case Op::kMatMul:
+    case Op::kPRelu:
+      return {2, 2};
+    case Op::kConv:
+    case Op::kGemm:
+      return {2, 3};
+    case Op::kBatchNorm:
+      return {5, 5};
+    case Op::kLayerNorm:
+      return {3, 3};
+    default:
+      return {1, 1};
+  }
+}
+
+}  // namespace
+
 void validate(const Graph& graph) {
   std::set<std::string> defined = {graph.input};
   for (const auto& init : graph.initializers) {
@@ -244,12 +395,19 @@ void validate(const Graph& graph) {
     }
   }
   for (const auto& node : graph.nodes) {
+    const auto [least, most] = input_counts(node.op);
+    if (node.inputs.size() < least || node.inputs.size() > most) {
+      throw Error("export graph: node " + node.name + " has " + std::to_string(node.inputs.size()) +
+                  " inputs, " + op_type(node.op) + " takes " + std::to_string(least) +
+                  (least == most ? "" : " to " + std::to_string(most)));
+    }
     for (const auto& in : node.inputs) {
       if (defined.count(in) == 0) {
         throw Error("export graph: node " + node.name + " reads '" + in +
                     "', which is not defined before it");
       }
     }
+    validate_attributes(graph, node);
     if (!defined.insert(node.output).second) {
       throw Error("export graph: node " + node.name + " writes '" + node.output +
                   "', which is already defined");

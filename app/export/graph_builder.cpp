@@ -36,6 +36,7 @@ class Builder : public models::GraphEmitter {
       return node(Op::kPRelu, {x, weight(path + ".weight", prelu->weight)}, path);
     }
     if (const auto* linear = module.as<torch::nn::Linear>()) return gemm(path, *linear, x);
+    if (const auto* ln = module.as<torch::nn::LayerNorm>()) return layer_norm(path, *ln, x);
     if (module.as<torch::nn::Flatten>() != nullptr) return flatten(path, x);
     // Dropout is the identity at inference.
     if (module.as<torch::nn::Dropout>() != nullptr) return x;
@@ -61,12 +62,60 @@ class Builder : public models::GraphEmitter {
     return node(Op::kFlatten, {x}, path.empty() ? "flatten" : path);
   }
 
+  std::string constant(const std::string& name, const at::Tensor& value) override {
+    return weight(name, value);
+  }
+
+  std::string mul(const std::string& path, const std::string& a, const std::string& b) override {
+    return node(Op::kMul, {a, b}, path);
+  }
+
+  std::string matmul(const std::string& path, const std::string& a, const std::string& b) override {
+    return node(Op::kMatMul, {a, b}, path);
+  }
+
+  std::string softmax(const std::string& path, const std::string& x) override {
+    return node(Op::kSoftmax, {x}, path);
+  }
+
+  std::string reshape(const std::string& path, const std::string& x,
+                      const std::vector<std::int64_t>& shape) override {
+    const std::string out = node(Op::kReshape, {x}, path);
+    graph_.nodes.back().shape = shape;
+    return out;
+  }
+
+  std::string transpose(const std::string& path, const std::string& x,
+                        const std::vector<std::int64_t>& perm) override {
+    const std::string out = node(Op::kTranspose, {x}, path);
+    graph_.nodes.back().perm = perm;
+    return out;
+  }
+
+  std::string select(const std::string& path, const std::string& x, std::int64_t axis,
+                     std::int64_t index) override {
+    const std::string out = node(Op::kGather, {x}, path);
+    graph_.nodes.back().axis = axis;
+    graph_.nodes.back().index = index;
+    return out;
+  }
+
+  std::string clip(const std::string& path, const std::string& x, double lo, double hi) override {
+    const std::string out = node(Op::kClip, {x}, path);
+    graph_.nodes.back().clip_min = lo;
+    graph_.nodes.back().clip_max = hi;
+    return out;
+  }
+
  private:
   static std::string join(const std::string& path, const std::string& name) {
     return path.empty() ? name : path + "." + name;
   }
 
   std::string weight(const std::string& name, const at::Tensor& t) {
+    if (!values_.insert(name).second) {
+      throw Error(fmt::format("export: the constant '{}' is defined twice", name));
+    }
     const at::Tensor c = t.detach().to(at::kCPU, at::kFloat).contiguous();
     Initializer init{name, c.sizes().vec(), {}};
     init.values.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
@@ -114,6 +163,19 @@ class Builder : public models::GraphEmitter {
               weight(path + ".running_mean", mean), weight(path + ".running_var", var)},
              path);
     graph_.nodes.back().epsilon = eps;
+    return out;
+  }
+
+  std::string layer_norm(const std::string& path, const torch::nn::LayerNormImpl& ln,
+                         const std::string& x) {
+    if (ln.options.normalized_shape().size() != 1 || !ln.weight.defined() || !ln.bias.defined()) {
+      throw Error(fmt::format(
+          "export: layer norm '{}': only an affine norm over the last dim is supported", path));
+    }
+    const std::string out =
+        node(Op::kLayerNorm,
+             {x, weight(path + ".weight", ln.weight), weight(path + ".bias", ln.bias)}, path);
+    graph_.nodes.back().epsilon = ln.options.eps();
     return out;
   }
 

@@ -44,7 +44,51 @@ void add_float(onnx::NodeProto& node, const char* name, float value) {
   attr->set_f(value);
 }
 
+// The constant inputs ONNX wants where the graph keeps attributes (a reshape's shape, a gather's
+// index, a clip's range), as initializers named after their node.
+class NodeConstants {
+ public:
+  NodeConstants(onnx::GraphProto& graph, const Graph& source) : graph_(graph) {
+    for (const auto& init : source.initializers) used_.insert(init.name);
+    for (const auto& node : source.nodes) used_.insert(node.output);
+  }
+
+  // int64 values of shape `dims` ({} for a scalar).
+  std::string int64s(const std::string& base, const std::vector<std::int64_t>& values,
+                     const std::vector<std::int64_t>& dims) {
+    onnx::TensorProto& t = add(base, onnx::TensorProto::INT64, dims);
+    // raw_data is little-endian, which is this machine's layout.
+    t.set_raw_data(values.data(), values.size() * sizeof(std::int64_t));
+    return t.name();
+  }
+
+  std::string float_scalar(const std::string& base, double value) {
+    onnx::TensorProto& t = add(base, onnx::TensorProto::FLOAT, {});
+    const auto f = static_cast<float>(value);
+    t.set_raw_data(&f, sizeof(f));
+    return t.name();
+  }
+
+ private:
+  onnx::TensorProto& add(std::string name, onnx::TensorProto::DataType type,
+                         const std::vector<std::int64_t>& dims) {
+    while (!used_.insert(name).second) name += "_";
+    onnx::TensorProto& t = *graph_.add_initializer();
+    t.set_name(name);
+    t.set_data_type(type);
+    for (const auto d : dims) t.add_dims(d);
+    return t;
+  }
+
+  onnx::GraphProto& graph_;
+  std::set<std::string> used_;
+};
+
 }  // namespace
+
+int adapt_to_opset(Graph& graph, std::int64_t opset) {
+  return opset < first_opset(Op::kLayerNorm) ? decompose_layer_norm(graph) : 0;
+}
 
 std::string onnx_model_bytes(const Graph& graph, std::int64_t opset,
                              const std::string& producer_version) {
@@ -53,6 +97,13 @@ std::string onnx_model_bytes(const Graph& graph, std::int64_t opset,
                      std::to_string(kMinOnnxOpset) + ", " + std::to_string(kMaxOnnxOpset) + "]");
   }
   validate(graph);
+  for (const auto& node : graph.nodes) {
+    if (first_opset(node.op) > opset) {
+      throw Error("ONNX export of " + graph.network + ": node " + node.name + " (" +
+                  op_type(node.op) + ") needs opset " + std::to_string(first_opset(node.op)) +
+                  " or newer, not " + std::to_string(opset));
+    }
+  }
 
   onnx::ModelProto model;
   model.set_ir_version(onnx::IR_VERSION);
@@ -98,6 +149,7 @@ std::string onnx_model_bytes(const Graph& graph, std::int64_t opset,
                 " bytes of weights exceed protobuf's 2 GiB message limit");
   }
 
+  NodeConstants constants(g, graph);
   for (const auto& node : graph.nodes) {
     onnx::NodeProto& n = *g.add_node();
     n.set_name(node.name);
@@ -122,6 +174,32 @@ std::string onnx_model_bytes(const Graph& graph, std::int64_t opset,
         break;
       case Op::kGemm:
         add_int(n, "transB", 1);
+        break;
+      case Op::kSoftmax:
+        add_int(n, "axis", -1);
+        break;
+      case Op::kReshape:
+        n.add_input(constants.int64s(node.name + "_shape", node.shape,
+                                     {static_cast<std::int64_t>(node.shape.size())}));
+        break;
+      case Op::kTranspose:
+        add_ints(n, "perm", node.perm);
+        break;
+      case Op::kGather:
+        n.add_input(constants.int64s(node.name + "_index", {node.index}, {}));
+        add_int(n, "axis", node.axis);
+        break;
+      case Op::kClip:
+        n.add_input(constants.float_scalar(node.name + "_min", node.clip_min));
+        n.add_input(constants.float_scalar(node.name + "_max", node.clip_max));
+        break;
+      case Op::kLayerNorm:
+        add_int(n, "axis", -1);
+        add_float(n, "epsilon", static_cast<float>(node.epsilon));
+        break;
+      case Op::kReduceMean:
+        add_ints(n, "axes", {-1});
+        add_int(n, "keepdims", 1);
         break;
       default:
         break;

@@ -1,6 +1,7 @@
 #include "app/export/torchscript_writer.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/nn.h>
 
 #include <map>
@@ -67,6 +68,39 @@ std::string torchscript_source(const Graph& graph) {
         break;
       case Op::kAdd:
         expr = fmt::format("torch.add({}, {})", value(n.inputs[0]), value(n.inputs[1]));
+        break;
+      case Op::kDiv:
+        expr = fmt::format("torch.div({}, {})", value(n.inputs[0]), value(n.inputs[1]));
+        break;
+      case Op::kMatMul:
+        expr = fmt::format("torch.matmul({}, {})", value(n.inputs[0]), value(n.inputs[1]));
+        break;
+      case Op::kSoftmax:
+        expr = fmt::format("torch.softmax({}, -1)", value(n.inputs[0]));
+        break;
+      case Op::kReshape:
+        expr = fmt::format("torch.reshape({}, [{}])", value(n.inputs[0]), fmt::join(n.shape, ", "));
+        break;
+      case Op::kTranspose:
+        expr = fmt::format("torch.permute({}, [{}])", value(n.inputs[0]), fmt::join(n.perm, ", "));
+        break;
+      case Op::kGather:
+        expr = fmt::format("torch.select({}, {}, {})", value(n.inputs[0]), n.axis, n.index);
+        break;
+      case Op::kClip:
+        expr = fmt::format("torch.clamp({}, {:.17g}, {:.17g})", value(n.inputs[0]), n.clip_min,
+                           n.clip_max);
+        break;
+      case Op::kLayerNorm:
+        expr = fmt::format("torch.layer_norm({}, [{}], {}, {}, {:.17g})", value(n.inputs[0]),
+                           graph.find_initializer(n.inputs[1])->shape.at(0), value(n.inputs[1]),
+                           value(n.inputs[2]), n.epsilon);
+        break;
+      case Op::kReduceMean:
+        expr = fmt::format("torch.mean({}, [-1], True)", value(n.inputs[0]));
+        break;
+      case Op::kSqrt:
+        expr = fmt::format("torch.sqrt({})", value(n.inputs[0]));
         break;
       case Op::kConv:
         if (n.pads[0] != n.pads[2] || n.pads[1] != n.pads[3]) {

@@ -16,6 +16,7 @@
 #include "app/export/graph_builder.h"
 #include "app/export/npy.h"
 #include "app/export/sha256.h"
+#include "app/export/torchscript_writer.h"
 #include "data/image/jpeg_codec.h"
 #include "data/synth/synthetic_faces.h"
 #include "framework/core/error.h"
@@ -49,6 +50,9 @@ std::shared_ptr<models::BackboneImpl> calibrated_backbone(const std::string& net
       bn1->options.momentum(1.0);
     } else if (auto* prelu = m->as<torch::nn::PReLU>()) {
       prelu->weight.uniform_(0.1, 0.4);
+    } else if (auto* ln = m->as<torch::nn::LayerNorm>()) {
+      ln->weight.uniform_(0.5, 1.5);
+      ln->bias.normal_(0.0, 0.1);
     }
   }
   net->train();
@@ -160,8 +164,30 @@ TEST_F(ExportTest, OnnxMatchesLibTorchIresnet50) {
   EXPECT_EQ(checked.code, 0) << checked.out;
 }
 
+// arcface_torch's ViT: attention as MatMul/Softmax, LayerNormalization at opset 17 and its
+// decomposition at older opsets, the feature head's BatchNorms folded into its linear layers.
+TEST_F(ExportTest, OnnxMatchesLibTorchVitT) {
+  prepare("vit_t", 128);
+  const std::vector<std::pair<std::string, std::string>> variants = {
+      {"", "--require-op LayerNormalization --require-op MatMul --require-op Softmax"},
+      {"--opset 13", "--forbid-op LayerNormalization --require-op ReduceMean"},
+      {"--fold-bn --normalize-in-graph --verify", "--bn-folded --in-graph-normalization"}};
+  for (const auto& [flags, check_flags] : variants) {
+    SCOPED_TRACE(flags);
+    const fs::path out = dir_ / "vit_t.onnx";
+    const auto exported = export_weights("vit_t", "onnx", out, flags);
+    ASSERT_EQ(exported.code, 0) << exported.out;
+    if (flags.find("--verify") != std::string::npos) {
+      EXPECT_NE(exported.out.find("parity: passed"), std::string::npos) << exported.out;
+    }
+    const auto checked = check("onnx", out, check_flags);
+    EXPECT_EQ(checked.code, 0) << checked.out;
+    EXPECT_NE(checked.out.find("onnxruntime batch 3"), std::string::npos) << checked.out;
+  }
+}
+
 TEST_F(ExportTest, TorchScriptRunsInPythonAndCpp) {
-  for (const std::string network : {"mbf", "iresnet18"}) {
+  for (const std::string network : {"mbf", "iresnet18", "vit_t"}) {
     prepare(network, 64);
     for (const std::string flags : {"", "--fold-bn --normalize-in-graph"}) {
       SCOPED_TRACE(network + " " + flags);
@@ -183,7 +209,7 @@ TEST_F(ExportTest, TorchScriptRunsInPythonAndCpp) {
 }
 
 TEST_F(ExportTest, StateDictLoadsIntoInsightfaceBackbones) {
-  for (const std::string network : {"mbf", "iresnet18"}) {
+  for (const std::string network : {"mbf", "iresnet18", "vit_t"}) {
     SCOPED_TRACE(network);
     prepare(network, 64);
     const fs::path out = dir_ / (network + ".state.pt");
@@ -280,6 +306,79 @@ TEST(ExportGraph, FoldingRemovesTheFoldableBatchNorms) {
   EXPECT_EQ(folded.nodes[0].op, Op::kSub);
   EXPECT_EQ(folded.nodes[1].op, Op::kMul);
   EXPECT_EQ(folded.nodes.back().output, "embedding");
+}
+
+// Below opset 17 each LayerNormalization becomes the ops of its definition; the rewritten graph,
+// run as TorchScript, still computes the backbone's embeddings.
+TEST(ExportGraph, LayerNormDecompositionComputesTheSameFunction) {
+  auto vit = calibrated_backbone("vit_t", 32);
+  Graph graph = build_graph(*vit);
+  const auto count = [&](Op op) {
+    return std::count_if(graph.nodes.begin(), graph.nodes.end(),
+                         [&](const Node& n) { return n.op == op; });
+  };
+  EXPECT_EQ(count(Op::kLayerNorm), 2 * 12 + 1);
+  EXPECT_EQ(count(Op::kSoftmax), 12);
+  EXPECT_EQ(adapt_to_opset(graph, 17), 0);
+  EXPECT_EQ(adapt_to_opset(graph, 13), 2 * 12 + 1);
+  EXPECT_EQ(count(Op::kLayerNorm), 0);
+  EXPECT_EQ(count(Op::kReduceMean), 2 * (2 * 12 + 1));
+  validate(graph);
+  torch::jit::Module module = torchscript_module(graph);
+  torch::manual_seed(4);
+  const at::Tensor x = torch::rand({3, 3, 112, 112}) * 2 - 1;
+  torch::NoGradGuard no_grad;
+  const at::Tensor want = vit->forward(x);
+  const at::Tensor got = module.forward({x}).toTensor();
+  EXPECT_LE((got - want).abs().max().item<double>(), kParityMaxAbsDiff);
+  EXPECT_GE(at::cosine_similarity(got, want, 1).min().item<double>(), kParityMinCosine);
+  // The opset is checked against every node: a LayerNormalization cannot go out at opset 13.
+  Graph native = build_graph(*vit);
+  try {
+    onnx_model_bytes(native, 13, "test");
+    ADD_FAILURE() << "a LayerNormalization was written at opset 13";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("needs opset 17"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ExportGraph, MalformedAttributesAreRefusedByName) {
+  const auto graph_with = [](Node node) {
+    Graph g;
+    node.name = "Bad_0";
+    node.inputs = {g.input};
+    node.output = g.output;
+    g.nodes.push_back(node);
+    return g;
+  };
+  const auto message = [](const Graph& g) {
+    try {
+      validate(g);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  Node reshape;
+  reshape.op = Op::kReshape;
+  reshape.shape = {-1, 0, 4};
+  EXPECT_NE(message(graph_with(reshape)).find("Bad_0: reshape dims"), std::string::npos);
+  reshape.shape = {-1, -1};
+  EXPECT_NE(message(graph_with(reshape)).find("at most one -1"), std::string::npos);
+  reshape.shape = {-1, 4};
+  EXPECT_EQ(message(graph_with(reshape)), "accepted");
+  Node transpose;
+  transpose.op = Op::kTranspose;
+  transpose.perm = {0, 2, 2};
+  EXPECT_NE(message(graph_with(transpose)).find("not a permutation"), std::string::npos);
+  Node clip;
+  clip.op = Op::kClip;
+  clip.clip_min = 6;
+  clip.clip_max = 0;
+  EXPECT_NE(message(graph_with(clip)).find("clip range is empty"), std::string::npos);
+  Node matmul;
+  matmul.op = Op::kMatMul;
+  EXPECT_NE(message(graph_with(matmul)).find("has 1 inputs, MatMul takes 2"), std::string::npos);
 }
 
 // A backbone defined here, with its lowering beside its forward: the exporter needs nothing else.

@@ -1,7 +1,11 @@
 """insightface's arcface_torch backbone definitions (backbones/iresnet.py, backbones/mobilefacenet.py),
 transcribed without their fp16/autocast and checkpointing switches, which do not change the
-parameters or the float32 forward. The export tests load facetrain's state dicts into these to
-show that the files fit insightface's own models."""
+parameters or the float32 forward, and its Vision Transformer (backbones/vit.py) written for the
+tests from the architecture's description: 9x9 patches of a 112x112 face (144 tokens), a learned
+position embedding, pre-norm blocks (LayerNorm, 8-head self-attention without qkv bias,
+LayerNorm, MLP x4 with ReLU6), a final LayerNorm and the feature head Linear(144*D, D) -> BN ->
+Linear(D, E) -> BN; inference only (no masking, no drop path). The export tests load facetrain's
+state dicts into these to show that the files fit insightface's own models."""
 import torch
 from torch import nn
 
@@ -192,6 +196,78 @@ class MobileFaceNet(nn.Module):
         return self.features(self.conv_sep(x))
 
 
+class Attention(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        weights = torch.softmax(q @ k.transpose(-2, -1) / (d // self.heads) ** 0.5, dim=-1)
+        return self.proj((weights @ v).transpose(1, 2).reshape(b, n, d))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, 4 * dim)
+        self.fc2 = nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        return self.fc2(torch.clamp(self.fc1(x), 0, 6))
+
+
+class Block(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, 8)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.proj = nn.Conv2d(3, dim, kernel_size=9, stride=9)
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Vit(nn.Module):
+    def __init__(self, dim, depth, embedding):
+        super().__init__()
+        self.patch_embed = PatchEmbed(dim)
+        self.pos_embed = nn.Parameter(torch.randn(1, 144, dim) * 0.02)
+        self.blocks = nn.ModuleList([Block(dim) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.feature = nn.Sequential(
+            nn.Linear(144 * dim, dim, bias=False), nn.BatchNorm1d(dim, eps=2e-5),
+            nn.Linear(dim, embedding, bias=False), nn.BatchNorm1d(embedding, eps=2e-5))
+        self.mask_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+
+    def forward(self, x):
+        x = self.patch_embed(x) + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x)
+        return self.feature(x.reshape(x.shape[0], -1))
+
+
+# arcface_torch's ViT widths and depths by name (8 heads each).
+VIT_SIZES = {"vit_t": (256, 12), "vit_t_dp005_mask0": (256, 12), "vit_s": (512, 12),
+             "vit_s_dp005_mask_0": (512, 12), "vit_b": (512, 24), "vit_b_dp005_mask_005": (512, 24),
+             "vit_l": (768, 24), "vit_h": (1024, 48)}
+
+
 def get_model(name, num_features=512):
     """insightface's backbone of that name (get_model in backbones/__init__.py)."""
     layers = {"iresnet18": [2, 2, 2, 2], "iresnet34": [3, 4, 6, 3], "iresnet50": [3, 4, 14, 3],
@@ -200,4 +276,6 @@ def get_model(name, num_features=512):
         return IResNet(IBasicBlock, layers[name], num_features=num_features)
     if name == "mbf":
         return MobileFaceNet(num_features=num_features)
+    if name in VIT_SIZES:
+        return Vit(*VIT_SIZES[name], num_features)
     raise ValueError(f"unknown network {name}")

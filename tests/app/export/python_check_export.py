@@ -2,10 +2,10 @@
 wrote with the tools a deployment uses, and compares its embeddings with LibTorch's.
 
   python_check_export.py onnx MODEL.onnx INPUT.npy EXPECTED.npy --weights W [--config C]
-        [--in-graph-normalization] [--bn-folded]
+        [--in-graph-normalization] [--bn-folded] [--require-op OP]... [--forbid-op OP]...
       onnxruntime at batch 1, 3 and all rows; input/output names and the symbolic batch
       dimension; the first nodes (Sub, Mul) as insightface's ArcFaceONNX looks for them; the
-      BatchNorms left; the metadata (hashes of W and C).
+      BatchNorms left; the operator types present or absent; the metadata (hashes of W and C).
   python_check_export.py torchscript MODEL.pt INPUT.npy EXPECTED.npy --weights W
       torch.jit.load, the same embeddings, the metadata extra file.
   python_check_export.py pytorch FILE.pt INPUT.npy EXPECTED.npy --weights W --network NAME
@@ -108,6 +108,13 @@ def check_onnx(args, x, expected):
         fail(f"BatchNorms left after a Conv/Gemm despite folding: {after_layer[:3]}")
     if not args.bn_folded and not after_layer:
         fail("no BatchNormalization after a Conv: were they folded?")
+    op_types = {n.op_type for n in graph.node}
+    for op in args.require_op:
+        if op not in op_types:
+            fail(f"no {op} node; the graph has {sorted(op_types)}")
+    for op in args.forbid_op:
+        if op in op_types:
+            fail(f"a {op} node at opset {model.opset_import[0].version}")
     print(f"{len(graph.node)} nodes, {len(bns)} BatchNormalization, opset "
           f"{model.opset_import[0].version}")
 
@@ -166,6 +173,8 @@ def main():
     parser.add_argument("--network")
     parser.add_argument("--in-graph-normalization", action="store_true")
     parser.add_argument("--bn-folded", action="store_true")
+    parser.add_argument("--require-op", action="append", default=[])
+    parser.add_argument("--forbid-op", action="append", default=[])
     args = parser.parse_args()
     x = np.load(args.input)
     expected = np.load(args.expected)
