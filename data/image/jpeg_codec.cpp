@@ -25,6 +25,17 @@ JpegCodec::JpegCodec() {
   }
 }
 
+void JpegCodec::decoding_failed(const char* call, const std::string& source) {
+  const std::string message = tjGetErrorStr2(static_cast<tjhandle>(decoder_));
+  tjDestroy(static_cast<tjhandle>(decoder_));
+  decoder_ = tjInitDecompress();
+  if (decoder_ == nullptr) {
+    throw DataError(
+        fmt::format("libjpeg-turbo: cannot create a decoder: {}", tjGetErrorStr2(nullptr)));
+  }
+  throw DataError(fmt::format("{}: {} failed: {}", source, call, message));
+}
+
 JpegCodec::~JpegCodec() {
   if (decoder_ != nullptr) tjDestroy(static_cast<tjhandle>(decoder_));
   if (encoder_ != nullptr) tjDestroy(static_cast<tjhandle>(encoder_));
@@ -36,7 +47,7 @@ std::pair<int, int> JpegCodec::size(const std::uint8_t* bytes, std::size_t lengt
   if (tjDecompressHeader3(static_cast<tjhandle>(decoder_), bytes,
                           static_cast<unsigned long>(length), &width, &height, &subsampling,
                           &colorspace) != 0) {
-    fail(decoder_, "tjDecompressHeader3", source);
+    decoding_failed("tjDecompressHeader3", source);
   }
   return {width, height};
 }
@@ -53,7 +64,7 @@ void JpegCodec::decode(const std::uint8_t* bytes, std::size_t length, at::Tensor
                     TJFLAG_STOPONWARNING) != 0) {
     // A truncated JPEG is only a warning to libjpeg (it pads the image with grey); stopping on
     // warnings makes it the error it is for training data.
-    fail(decoder_, "tjDecompress2", source);
+    decoding_failed("tjDecompress2", source);
   }
 }
 
@@ -65,7 +76,7 @@ void JpegCodec::decode_into(const std::uint8_t* bytes, std::size_t length, std::
   }
   if (tjDecompress2(static_cast<tjhandle>(decoder_), bytes, static_cast<unsigned long>(length), out,
                     width, 0, height, TJPF_RGB, TJFLAG_STOPONWARNING) != 0) {
-    fail(decoder_, "tjDecompress2", source);
+    decoding_failed("tjDecompress2", source);
   }
 }
 

@@ -10,7 +10,8 @@ namespace facetrain::data {
 
 // JPEG decoding and encoding with libjpeg-turbo (TurboJPEG API). One codec per thread: the
 // handles are not shared. Every failing call throws DataError naming `source` (a file, or
-// "shard-00003.h5: sample 17") and libjpeg-turbo's own message.
+// "shard-00003.h5: sample 17") and libjpeg-turbo's own message; the codec stays usable for the
+// next image (a corrupt image does not spoil the ones after it).
 class JpegCodec {
  public:
   JpegCodec();
@@ -34,6 +35,11 @@ class JpegCodec {
   std::vector<std::uint8_t> encode(const at::Tensor& rgb, int quality);
 
  private:
+  // Throws DataError for a failed decoder call after giving the codec a fresh decoder: TurboJPEG
+  // 2.1 leaves a handle whose header read failed mid-stream in that state, and its next header
+  // reads fail with the same error.
+  [[noreturn]] void decoding_failed(const char* call, const std::string& source);
+
   void* decoder_ = nullptr;
   void* encoder_ = nullptr;
 };

@@ -43,6 +43,13 @@ FaceLoader::FaceLoader(std::shared_ptr<const ShardedDataset> dataset, LoaderOpti
         options_.batch_size, options_.rank, options_.world_size, options_.prefetch,
         options_.num_workers));
   }
+  const std::int64_t g = options_.world_size * options_.batch_size;
+  if (dataset_->size() < g) {
+    throw ConfigError(fmt::format(
+        "{}: {} samples, fewer than one global batch of {} ({} per rank x {} ranks): lower "
+        "train.batch_size",
+        dataset_->dir().string(), dataset_->size(), g, options_.batch_size, options_.world_size));
+  }
 }
 
 FaceLoader::~FaceLoader() {
@@ -50,8 +57,7 @@ FaceLoader::~FaceLoader() {
 }
 
 std::int64_t FaceLoader::steps_per_epoch() const {
-  const std::int64_t g = options_.world_size * options_.batch_size;
-  return (dataset_->size() + g - 1) / g;
+  return dataset_->size() / (options_.world_size * options_.batch_size);
 }
 
 void FaceLoader::stop_workers() {
@@ -75,7 +81,7 @@ void FaceLoader::start(const LoaderState& state) {
   permutation_ = epoch_permutation(n, options_.seed, state.epoch);
   const std::int64_t g = options_.world_size * options_.batch_size;
   first_consumed_ = state.consumed;
-  num_steps_ = (n - state.consumed + g - 1) / g;
+  num_steps_ = (n - state.consumed) / g;  // the last partial global batch is dropped
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = false;
@@ -132,6 +138,13 @@ Batch FaceLoader::build(std::int64_t epoch, std::int64_t step, std::int64_t firs
     out_labels[kept] = labels[index];
     out_indices[kept] = index;
     ++kept;
+  }
+  if (kept < 2) {
+    // A training batch must hold two samples (BatchNorm); say why rather than fail in the model.
+    throw DataError(fmt::format(
+        "{}: epoch {} step {}: {} of the rank's {} samples could be decoded (data.skip_corrupt "
+        "skips the rest); a batch needs two",
+        dataset_->dir().string(), epoch, step, kept, count));
   }
   if (kept < count) {
     batch.images = batch.images.narrow(0, 0, kept);
@@ -196,7 +209,7 @@ std::optional<Batch> FaceLoader::next() {
   changed_.notify_all();
   // Steps count from the epoch's start, whatever position this run started at.
   batch.step = first_consumed_ / g + rel;
-  state_.consumed = std::min(dataset_->size(), first_consumed_ + (rel + 1) * g);
+  state_.consumed = first_consumed_ + (rel + 1) * g;
   skipped_total_ += batch.skipped;
   return batch;
 }

@@ -38,8 +38,8 @@ struct LoaderState {
 };
 
 // One rank's batch: uint8 [n, H, W, 3] RGB faces (flipped where drawn), their labels and their
-// global sample indices. n is batch_size except in an epoch's last step, where it is what is
-// left for this rank (possibly 0), or less when corrupt samples were skipped.
+// global sample indices. n is batch_size, or less (two at least) when corrupt samples were
+// skipped.
 struct Batch {
   at::Tensor images;
   at::Tensor labels;   // int64 [n]
@@ -52,10 +52,12 @@ struct Batch {
 // The training loader of one rank. Epoch e visits the dataset in the order of a permutation
 // drawn from (seed, e); global step s hands out permutation positions [s·G, (s+1)·G) with
 // G = world_size·batch_size, rank r taking the r-th block of batch_size. So the ranks' samples
-// are disjoint, their union over an epoch is the whole dataset exactly once (no drop, no
-// padding), every rank sees the same number of steps, ceil(N / G), and only the last step can
-// be short. The flip of a sample is drawn from (seed, epoch, position), independent of threads
-// and world size.
+// are disjoint, every step is a full batch on every rank, and an epoch is floor(N / G) steps:
+// the permutation's last N mod G positions are dropped (other samples each epoch), as
+// arcface_torch's loader drops its last partial batch — a short last batch could leave a rank
+// one sample, which BatchNorm cannot train on. The flip of a sample is drawn from (seed, epoch,
+// position), independent of threads and world size. A dataset smaller than one global batch is
+// a ConfigError.
 //
 // Worker threads read (one contiguous read per image) and decode (libjpeg-turbo) whole batches
 // into a queue of at most `prefetch` batches; next() returns them in order. A worker's error is
@@ -74,7 +76,8 @@ class FaceLoader {
   // with start({epoch + 1, 0})).
   std::optional<Batch> next();
   // The state after the last batch next() returned: start(state()) reproduces exactly the
-  // batches that would have come next.
+  // batches that would have come next (at another world size: the rest of the epoch's
+  // permutation in that world's global batches).
   LoaderState state() const { return state_; }
   std::int64_t skipped_total() const { return skipped_total_; }
 

@@ -131,8 +131,10 @@ ConfigSchema::ConfigSchema() {
                    "backbone gradient-norm clip (arcface_torch fixes it at 5); 0 disables"),
                0.0),
       // train
-      in_range(key("train.batch_size", I, int64_t{128}, "batch_size", "images per rank per step"),
-               1, 1048576),
+      // 2 at least: every backbone has BatchNorm, which needs two samples per rank in training.
+      in_range(key("train.batch_size", I, int64_t{128}, "batch_size",
+                   "images per rank per step (>= 2: BatchNorm needs two)"),
+               2, 1048576),
       in_range(key("train.num_epoch", I, int64_t{20}, "num_epoch", "epochs to train"), 1, 1000000),
       in_range(key("train.gradient_acc", I, int64_t{1}, "gradient_acc",
                    "micro-batches accumulated per optimizer step"),

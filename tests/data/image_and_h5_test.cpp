@@ -104,6 +104,25 @@ TEST_F(ImageFixture, EncoderRoundTripAndBrokenFiles) {
             std::string::npos);
 }
 
+TEST_F(ImageFixture, ACorruptImageDoesNotSpoilTheNextOnes) {
+  // A flat face with a stripe at q95: cut anywhere, the header or the data fails to decode;
+  // the same codec must then decode good images as before (with data.skip_corrupt, one bad
+  // file once cost the next few good ones).
+  at::Tensor flat = at::full({112, 112, 3}, 90, at::kByte);
+  flat.narrow(1, 0, 16).fill_(0);
+  JpegCodec codec;
+  const auto good = codec.encode(flat, 95);
+  const at::Tensor expected = codec.decode(good, "good");
+  for (const std::size_t cut : {good.size() / 8, good.size() / 4, good.size() / 2,
+                                good.size() * 3 / 4}) {
+    SCOPED_TRACE(cut);
+    const std::vector<std::uint8_t> truncated(good.begin(),
+                                              good.begin() + static_cast<std::ptrdiff_t>(cut));
+    EXPECT_THROW(codec.decode(truncated, "truncated"), DataError);
+    for (int again = 0; again < 3; ++again) EXPECT_TRUE(codec.decode(good, "good").equal(expected));
+  }
+}
+
 TEST_F(ImageFixture, ListingIsRecursiveSortedAndRejectsOtherFormats) {
   const auto files = list_image_files(dir_ / "faces");
   ASSERT_EQ(files.size(), 5u);
