@@ -43,6 +43,14 @@ at::Tensor MarginHeadImpl::replace_target(const at::Tensor& cosine, const at::Te
   return cosine.scatter(1, index, kept.unsqueeze(1));
 }
 
+at::Tensor MarginHeadImpl::from_class_owners(const HeadInput& input, const at::Tensor& values) {
+  // A row's class lives on exactly one rank, so the sum over ranks is the owner's value.
+  at::Tensor owned =
+      at::where(input.labels >= 0, values.detach(), at::zeros({}, values.options())).contiguous();
+  if (input.sum_over_ranks) input.sum_over_ranks(owned);
+  return owned;
+}
+
 at::Tensor safe_acos(const at::Tensor& cosine) {
   const double eps = cosine.scalar_type() == at::kDouble ? 1e-12 : 1e-7;
   return at::acos(cosine.clamp(-1.0 + eps, 1.0 - eps));

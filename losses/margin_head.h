@@ -2,6 +2,8 @@
 
 #include <torch/nn/module.h>
 
+#include <functional>
+
 namespace facetrain::losses {
 
 // What a margin head sees for a batch of B samples against N class columns.
@@ -13,6 +15,9 @@ struct HeadInput {
   at::Tensor labels;
   // [B]: the embeddings' L2 norms before normalisation. Needed by AdaFace and MagFace only.
   at::Tensor norms;
+  // Sums a tensor over the ranks in place, for what only the rank holding a row's class knows
+  // when each rank holds some of the columns (Partial FC); unset in a single process.
+  std::function<void(at::Tensor&)> sum_over_ranks;
 };
 
 // A margin-based softmax head: turns cosines into the logits of a softmax cross-entropy, with a
@@ -47,6 +52,9 @@ class MarginHeadImpl : public torch::nn::Module {
   // `cosine` with each valid row's target column replaced by `target` ([B]).
   static at::Tensor replace_target(const at::Tensor& cosine, const at::Tensor& labels,
                                    const at::Tensor& target);
+  // `values` [k, B] (no gradient) as the rank holding each row's class computed them: row i's
+  // column from the rank where labels[i] >= 0, zeros where no rank holds the class.
+  static at::Tensor from_class_owners(const HeadInput& input, const at::Tensor& values);
 
   double scale_;
   double filter_threshold_;

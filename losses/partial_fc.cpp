@@ -239,7 +239,9 @@ at::Tensor PartialFC::forward(const at::Tensor& embeddings, const at::Tensor& la
   const at::Tensor x = all_embeddings.to(sub_weight.scalar_type());
   const at::Tensor norms = x.norm(2, {1});
   const at::Tensor cosine = at::linear(l2_normalize(x), l2_normalize(sub_weight)).clamp(-1.0, 1.0);
-  const HeadInput input{cosine, head_labels, norms};
+  const HeadInput input{cosine, head_labels, norms, [this](at::Tensor& t) {
+                          if (comm_->size() > 1) comm_->all_reduce(t, dist::ReduceOp::kSum);
+                        }};
   const at::Tensor logits = head_->forward(input);
   at::Tensor loss = distributed_cross_entropy(logits, head_labels, *comm_);
   const at::Tensor reg = head_->regularizer(input);

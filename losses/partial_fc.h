@@ -86,6 +86,8 @@ class PartialFC {
   const at::Tensor& last_sampled() const { return sampled_; }
   std::int64_t num_sample() const { return num_sample_; }
   std::int64_t centres_per_class() const { return k_; }
+  // The margin head (its buffers: running statistics that checkpoints keep).
+  MarginHeadImpl& head() const { return *head_; }
 
   // Moves the centres and optimizer state (e.g. to CUDA).
   void to(const c10::Device& device);

@@ -124,6 +124,18 @@ std::map<std::int64_t, fs::path> step_folders(const fs::path& root) {
   return steps;
 }
 
+// The margin head's running statistics from head.pt. A checkpoint without one (the head keeps
+// none, or it was written before heads were saved) leaves them as they are, with a warning when
+// the head has some.
+void load_head_statistics(const CheckpointLayout& files, losses::MarginHeadImpl& head) {
+  if (fs::exists(files.head())) {
+    models::load_state_dict(head, models::read_state_dict(files.head()), files.head().string());
+  } else if (!head.buffers().empty()) {
+    log::warn("{}: no head.pt: the margin head's running statistics start afresh",
+              files.dir.string());
+  }
+}
+
 }  // namespace
 
 void save_checkpoint(const fs::path& run_dir, const TrainState& state,
@@ -153,6 +165,8 @@ void save_checkpoint(const fs::path& run_dir, const TrainState& state,
     std::ostringstream archive;
     torch::save(optimizer, archive);
     write_file_atomic(tmp.optimizer(), archive.str());
+    const models::NamedTensors head = models::state_dict(fc.head());
+    if (!head.empty()) models::write_state_dict(tmp.head(), head);
     write_file_atomic(tmp.state(), state_json(state));
     config.save(tmp.config());
     fsync_dir(tmp.dir);
@@ -217,6 +231,9 @@ std::string checkpoint_problem(const fs::path& dir, models::BackboneImpl& backbo
       if (poisoned.empty()) {
         poisoned = first_nonfinite(models::read_state_dict(f.path), f.path.filename().string());
       }
+    }
+    if (poisoned.empty() && fs::exists(files.head())) {
+      poisoned = first_nonfinite(models::read_state_dict(files.head()), "head.pt");
     }
     if (!poisoned.empty()) return poisoned;
     Config::from_file(files.config());
@@ -320,6 +337,7 @@ TrainState load_checkpoint(const fs::path& dir, models::BackboneImpl& backbone,
   std::map<std::string, at::Tensor> joined;
   for (auto& [key, list] : pieces) joined[key] = at::cat(list);
   fc.load_state(joined, covered, dir.string());
+  load_head_statistics(files, fc.head());
   return state;
 }
 

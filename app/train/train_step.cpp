@@ -135,8 +135,16 @@ StepOutcome TrainStep::run(const at::Tensor& images, const at::Tensor& labels, s
   return out;
 }
 
+// The buffers a skipped step must not change: the backbone's BatchNorm statistics and the margin
+// head's running statistics.
+std::vector<at::Tensor> TrainStep::running_buffers() const {
+  std::vector<at::Tensor> buffers = backbone_.buffers();
+  for (const auto& b : fc_.head().buffers()) buffers.push_back(b);
+  return buffers;
+}
+
 void TrainStep::snapshot_buffers() {
-  const auto buffers = backbone_.buffers();
+  const auto buffers = running_buffers();
   buffer_snapshot_.resize(buffers.size());
   for (std::size_t i = 0; i < buffers.size(); ++i) {
     if (!buffer_snapshot_[i].defined() || !buffer_snapshot_[i].is_same_size(buffers[i])) {
@@ -148,7 +156,7 @@ void TrainStep::snapshot_buffers() {
 
 void TrainStep::restore_buffers() {
   at::NoGradGuard no_grad;
-  auto buffers = backbone_.buffers();
+  auto buffers = running_buffers();
   for (std::size_t i = 0; i < buffers.size() && i < buffer_snapshot_.size(); ++i) {
     buffers[i].copy_(buffer_snapshot_[i]);
   }

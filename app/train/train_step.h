@@ -72,6 +72,7 @@ class TrainStep {
 
  private:
   bool gradients_overflowed();
+  std::vector<at::Tensor> running_buffers() const;
   void snapshot_buffers();
   void restore_buffers();
   // Unscales (gradients carry `scale`), clips and steps both optimizers.

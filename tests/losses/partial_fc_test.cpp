@@ -8,7 +8,9 @@
 
 #include "framework/core/error.h"
 #include "framework/distributed/gradient_reducer.h"
+#include "losses/ada_face_head.h"
 #include "losses/combined_margin_head.h"
+#include "losses/curricular_face_head.h"
 #include "losses/mag_face_head.h"
 #include "losses/partial_fc.h"
 #include "losses/sub_center_head.h"
@@ -93,7 +95,8 @@ TEST_P(PartialFcParity, MatchesSingleProcessFullSoftmax) {
   auto local = std::make_shared<dist::LocalCommunicator>();
   losses::PartialFC whole(options, param.head(), local);
   const at::Tensor centres = whole.weight().clone();
-  const Reference ref = full_softmax(net, centres, x, labels, *param.head());
+  const auto reference_head = param.head();
+  const Reference ref = full_softmax(net, centres, x, labels, *reference_head);
 
   auto head = param.head();
   losses::PartialFC fc(options, head, comm);
@@ -112,6 +115,15 @@ TEST_P(PartialFcParity, MatchesSingleProcessFullSoftmax) {
       << loss.item<double>() << " vs " << ref.loss;
   EXPECT_LE(max_rel_error(net->weight.grad(), ref.backbone_grad_w), 1e-10);
   EXPECT_LE(max_rel_error(net->bias.grad(), ref.backbone_grad_b), 1e-10);
+  // Running statistics (AdaFace's norm mean and deviation, CurricularFace's t) are the global
+  // batch's: the single process's, on every rank.
+  const auto buffers = head->buffers();
+  const auto expected_buffers = reference_head->buffers();
+  ASSERT_EQ(buffers.size(), expected_buffers.size());
+  for (std::size_t i = 0; i < buffers.size(); ++i) {
+    EXPECT_LE(max_rel_error(buffers[i].to(at::kDouble), expected_buffers[i].to(at::kDouble)), 1e-6)
+        << "buffer " << i << ": " << buffers[i] << " vs " << expected_buffers[i];
+  }
 
   // One SGD step of the classifier: momentum starts at 0, so w − lr·grad.
   const double lr = 0.5;
@@ -146,6 +158,13 @@ INSTANTIATE_TEST_SUITE_P(
                    24},
         ParityCase{"subcenter_k3",
                    [] { return std::make_shared<losses::SubCenterArcFaceHeadImpl>(32, 0.5, 3); },
+                   24},
+        // alpha 1: the running statistics are this batch's, so they weigh fully in the loss.
+        ParityCase{"curricularface",
+                   [] { return std::make_shared<losses::CurricularFaceHeadImpl>(64, 0.5, 1.0); },
+                   24},
+        ParityCase{"adaface",
+                   [] { return std::make_shared<losses::AdaFaceHeadImpl>(64, 0.4, 0.333, 1.0); },
                    24}),
     [](const auto& info) { return std::string(info.param.name); });
 

@@ -333,12 +333,14 @@ struct StepRig {
   std::unique_ptr<dist::GradientReducer> reducer;
   at::Tensor images, labels;
 
-  StepRig() {
+  explicit StepRig(const std::string& head = "combined") {
     at::manual_seed(5);
     backbone = std::make_shared<TinyBackboneImpl>();
     fc = std::make_unique<losses::PartialFC>(
         losses::PartialFCOptions().num_classes(6).embedding_size(8).seed(1),
-        losses::make_margin_head(losses::MarginHeadSpec().scale(8)), comm);
+        losses::make_margin_head(
+            losses::MarginHeadSpec().kind(head).scale(8).curricular_alpha(0.5).adaface_alpha(0.5)),
+        comm);
     params = backbone->parameters();
     optimizer = make_optimizer(OptimizerOptions().weight_decay(0), params, 0.1);
     reducer = std::make_unique<dist::GradientReducer>(params, backbone->buffers(), comm);
@@ -401,6 +403,26 @@ TEST(TrainStepTest, NonFiniteStepsAreSkippedThenStopTheRun) {
   EXPECT_FALSE(step.run(rig.images, rig.labels, 2, 0.1, true).applied);
   EXPECT_THROW(step.run(rig.images, rig.labels, 3, 0.1, true), Error);  // the second in a row
   EXPECT_EQ(step.skipped(), 3);
+}
+
+TEST(TrainStepTest, ASkippedStepLeavesTheHeadsRunningStatistics) {
+  for (const std::string head : {"curricular", "adaface"}) {
+    SCOPED_TRACE(head);
+    StepRig rig(head);
+    auto step = rig.step(step_options(10));
+    ASSERT_TRUE(step.run(rig.images, rig.labels, 0, 0.1).applied);
+    std::vector<at::Tensor> before;
+    for (const auto& b : rig.fc->head().buffers()) before.push_back(b.clone());
+    ASSERT_FALSE(before.empty());
+    EXPECT_FALSE(step.run(rig.images, rig.labels, 1, 0.1, /*poison=*/true).applied);
+    const auto after = rig.fc->head().buffers();
+    for (std::size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(after[i].equal(before[i])) << i;
+    // A good step moves them again.
+    EXPECT_TRUE(step.run(rig.images, rig.labels, 2, 0.1).applied);
+    bool moved = false;
+    for (std::size_t i = 0; i < before.size(); ++i) moved |= !after[i].equal(before[i]);
+    EXPECT_TRUE(moved);
+  }
 }
 
 TEST(TrainStepTest, ALossScaleLeavesTheUpdateUnchanged) {

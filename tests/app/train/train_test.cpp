@@ -243,15 +243,24 @@ TEST_F(Train, LearnsAtOneRankAndTensorBoardReadsTheEvents) {
   EXPECT_EQ(checked, 61);
 }
 
+// The recipe with AdaFace, a head with running statistics (the embedding norms' mean and
+// deviation, factor 0.2) that a checkpoint must carry for the resume to be exact.
+std::string adaface_recipe(const std::string& output) {
+  return std::regex_replace(recipe(output), std::regex("scale = 32.0\n"),
+                            "scale = 32.0\nhead = \"adaface\"\nadaface_alpha = 0.2\n");
+}
+
 TEST_F(Train, ExactResumeAfterKillAndElasticResume) {
   // A: 24 steps straight at world 2. B: the same, killed (-9) by a rank at step 6, resumed.
   const fs::path a = kWork / "straight", b = kWork / "killed";
   fs::remove_all(a);
   fs::remove_all(b);
-  const auto [code_a, out_a, secs_a] = train(2, write_recipe("straight", recipe(a.string())));
+  const auto [code_a, out_a, secs_a] =
+      train(2, write_recipe("straight", adaface_recipe(a.string())));
   ASSERT_EQ(code_a, 0) << out_a;
   expect_thread_plan(out_a, 2);
-  const auto config_b = write_recipe("killed", recipe(b.string()));
+  const auto config_b = write_recipe("killed", adaface_recipe(b.string()));
+  EXPECT_TRUE(fs::exists(a / "checkpoints" / "step-0000004" / "head.pt"));
   const auto [code_k, out_k, secs_k] = train(2, config_b, "", "-x FACETRAIN_FAULT=kill@1:6");
   ASSERT_NE(code_k, 0) << out_k;
   ASSERT_TRUE(fs::exists(b / "checkpoints" / "step-0000004"));
@@ -278,7 +287,7 @@ TEST_F(Train, ExactResumeAfterKillAndElasticResume) {
     fs::remove_all(c);
     const auto config =
         write_recipe(fmt::format("elastic_np{}", np),
-                     std::regex_replace(recipe(c.string()), std::regex("batch_size = 8\n"),
+                     std::regex_replace(adaface_recipe(c.string()), std::regex("batch_size = 8\n"),
                                         fmt::format("batch_size = {}\n", 16 / np)));
     const auto [code, out, secs] =
         train(np, config, "--resume " + (a / "checkpoints" / "step-0000008").string());
@@ -336,6 +345,32 @@ TEST_F(Train, DamagedCheckpointsAndBadInput) {
       train(1, config, "--output " + (kWork / "other").string() + " --set data.path=/nonexistent");
   EXPECT_EQ(code, 1) << out;
   EXPECT_NE(out.find("/nonexistent"), std::string::npos) << out;
+
+  // 17 images at 8 per step: two full steps an epoch, the odd image sits each epoch out (no
+  // one-image batch for BatchNorm). A batch of one, or a global batch larger than the data, is
+  // a configuration error.
+  const fs::path odd = kWork / "odd17";
+  fs::remove_all(odd);
+  ASSERT_EQ(test::run(facetrain("data synth --identities 17 --per-identity 1 --out " +
+                                odd.string() + " --seed 4"))
+                .code,
+            0);
+  const std::string odd_data = " --set data.path=" + odd.string() + " --set train.num_epoch=3";
+  std::tie(code, out, secs) =
+      train(1, config, "--output " + (kWork / "odd_run").string() + odd_data);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("6 steps (2 per epoch x 3)"), std::string::npos) << out;
+  std::tie(code, out, secs) = train(
+      1, config, "--output " + (kWork / "odd_one").string() + odd_data + " --set train.batch_size=1");
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_NE(out.find("train.batch_size"), std::string::npos) << out;
+  std::tie(code, out, secs) = train(2, config,
+                                    "--output " + (kWork / "odd_big").string() + odd_data +
+                                        " --set train.batch_size=9");
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_NE(out.find("17 samples, fewer than one global batch of 18 (9 per rank x 2 ranks)"),
+            std::string::npos)
+      << out;
 }
 
 // Alone (no launcher, no OMP_NUM_THREADS), the training thread takes every core the process may
