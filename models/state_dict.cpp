@@ -11,11 +11,14 @@
 #include <torch/nn.h>
 #include <torch/serialize.h>
 
+#include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 
 #include "framework/core/atomic_file.h"
 #include "framework/core/error.h"
+#include "models/torch_save_format.h"
 
 namespace facetrain::models {
 namespace {
@@ -30,6 +33,32 @@ std::string listing(const std::vector<std::string>& items, std::size_t limit = 8
   std::string out = fmt::format("{}", fmt::join(shown, ", "));
   if (items.size() > limit) out += fmt::format(", … ({} more)", items.size() - limit);
   return out;
+}
+
+at::ScalarType scalar_type(StorageDtype dtype) {
+  switch (dtype) {
+    case StorageDtype::kFloat32:
+      return at::kFloat;
+    case StorageDtype::kFloat64:
+      return at::kDouble;
+    case StorageDtype::kFloat16:
+      return at::kHalf;
+    case StorageDtype::kBFloat16:
+      return at::kBFloat16;
+    case StorageDtype::kInt64:
+      return at::kLong;
+    case StorageDtype::kInt32:
+      return at::kInt;
+    case StorageDtype::kInt16:
+      return at::kShort;
+    case StorageDtype::kInt8:
+      return at::kChar;
+    case StorageDtype::kUInt8:
+      return at::kByte;
+    case StorageDtype::kBool:
+      return at::kBool;
+  }
+  return at::kFloat;
 }
 
 }  // namespace
@@ -95,40 +124,29 @@ std::int64_t embedding_size_in(const std::string& network,
 std::map<std::string, at::Tensor> read_state_dict(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) throw CheckpointError(fmt::format("{}: cannot open the weights file", file.string()));
-  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
-                                std::istreambuf_iterator<char>());
-  c10::IValue value;
-  try {
-    value = torch::pickle_load(bytes);
-  } catch (const std::exception& e) {
-    std::string why = e.what();
-    if (const auto* c10_error = dynamic_cast<const c10::Error*>(&e)) {
-      why = c10_error->what_without_backtrace();
-    }
-    // LibTorch's unpickler builds an OrderedDict (what state_dict() returns) as None and then
-    // fails to fill it: say how to re-save instead of echoing the internal assertion.
-    if (why.find("Expected GenericDict but got None") != std::string::npos) {
-      throw CheckpointError(fmt::format(
-          "{}: holds an OrderedDict (what state_dict() returns), which LibTorch cannot "
-          "unpickle; re-save it as a plain dict: torch.save(dict(model.state_dict()), path)",
-          file.string()));
-    }
-    throw CheckpointError(fmt::format("{}: not a readable torch.save file ({} bytes): {}",
-                                      file.string(), bytes.size(), why.substr(0, why.find('\n'))));
-  }
-  if (!value.isGenericDict()) {
-    throw CheckpointError(
-        fmt::format("{}: expected a dict of tensors, found {}", file.string(), value.tagKind()));
+  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                        std::istreambuf_iterator<char>());
+  const SavedStateDict saved = read_torch_save(bytes.data(), bytes.size(), file.string());
+  // One tensor per storage, its bytes copied once; the saved tensors are views of them.
+  std::vector<at::Tensor> storages;
+  for (const auto& s : saved.storages) {
+    at::Tensor t = at::empty({s.numel}, at::TensorOptions().dtype(scalar_type(s.dtype)));
+    std::memcpy(t.data_ptr(), s.bytes.data(), s.bytes.size());
+    storages.push_back(std::move(t));
   }
   std::map<std::string, at::Tensor> out;
-  for (const auto& entry : value.toGenericDict()) {
-    if (!entry.key().isString() || !entry.value().isTensor()) {
-      throw CheckpointError(
-          fmt::format("{}: expected a dict from names to tensors, found an "
-                      "entry {} -> {}",
-                      file.string(), entry.key().tagKind(), entry.value().tagKind()));
-    }
-    out.emplace(entry.key().toStringRef(), entry.value().toTensor());
+  for (const auto& t : saved.tensors) {
+    out[t.name] = storages[t.storage].as_strided(t.sizes, t.strides, t.offset);
+  }
+  // A model saved through DistributedDataParallel carries its wrapper's "module." on every name.
+  const std::string wrapper = "module.";
+  const bool wrapped = !out.empty() && std::all_of(out.begin(), out.end(), [&](const auto& e) {
+    return e.first.rfind(wrapper, 0) == 0;
+  });
+  if (wrapped) {
+    std::map<std::string, at::Tensor> unwrapped;
+    for (auto& [name, t] : out) unwrapped[name.substr(wrapper.size())] = std::move(t);
+    out = std::move(unwrapped);
   }
   return out;
 }

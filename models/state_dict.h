@@ -30,10 +30,11 @@ std::int64_t embedding_size_in(const std::string& network,
                                const std::map<std::string, at::Tensor>& tensors,
                                const std::string& source);
 
-// Reads a file written by Python's `torch.save(dict_of_tensors, path)` (or write_state_dict):
-// a plain dict from names to CPU tensors. An OrderedDict — what `model.state_dict()` returns —
-// cannot be read by LibTorch's unpickler; the CheckpointError then says how to re-save it.
-// Missing, truncated or foreign files throw CheckpointError naming the file.
+// Reads a file written by Python's `torch.save(state_dict, path)` (or write_state_dict): a dict
+// — or the OrderedDict that `model.state_dict()` returns — from names to tensors, saved from the
+// CPU or a GPU, read without running pickle code (models/torch_save_format.h). A model saved
+// through DistributedDataParallel has its "module." prefix removed from every name. Missing,
+// truncated, damaged or foreign files throw CheckpointError naming the file and the problem.
 std::map<std::string, at::Tensor> read_state_dict(const std::filesystem::path& file);
 
 // `tensors` as a dict of CPU tensors in torch.save's format (a zip archive), which Python's

@@ -106,7 +106,9 @@ TEST_F(FaceLoaderTest, RanksShareTheEpochInFullBatchesAndDropTheRest) {
       epochs.push_back(std::get<0>(all.sort()));
     }
     // The dropped tail is another set of samples in another epoch.
-    if (kSamples % (3 * world) != 0) EXPECT_FALSE(epochs[0].equal(epochs[1]));
+    if (kSamples % (3 * world) != 0) {
+      EXPECT_FALSE(epochs[0].equal(epochs[1]));
+    }
   }
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Writes the fuzz targets' seed corpora under OUT/<target>/ from real files the tests make:
 # verification packs (pickle protocols 2, 4, 5; the hostile ones too), RecordIO files, a
-# synthetic dataset's manifest, the recipes in experiments/, and a synthetic IJB's meta files.
+# synthetic dataset's manifest, the recipes in experiments/, a synthetic IJB's meta files, and
+# torch.save files (plain, OrderedDict, GPU-saved, zip64, shared storages and the hostile ones).
 # usage: make_seeds.sh OUT FACETRAIN_BINARY
 set -euo pipefail
 out=$1
@@ -12,7 +13,7 @@ python=${FACETRAIN_PYTHON:-${FACETRAIN_VENV:-/opt/facetrain/venv}/bin/python}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rm -rf "$out"
-mkdir -p "$out"/{pickle_pack,recordio,manifest,config,landmarks}
+mkdir -p "$out"/{pickle_pack,recordio,manifest,config,landmarks,torch_save}
 
 "$python" "$root/tests/app/eval/python_verification.py" packs "$work" "$root/../shared/data/small_lfw.bin"
 # Small packs only (libFuzzer mutates better); the big hostile ones stay as regression inputs.
@@ -35,3 +36,7 @@ cp "$root"/experiments/*.toml "$out/config/"
 "$bin" data synth-ijb --out "$work/ijb" --identities 2 --templates 2 --media 1 --images 1 \
   --impostors 1 >/dev/null
 cp "$work"/ijb/meta/*.txt "$out/landmarks/"
+
+mkdir -p "$work/torch_save"
+"$python" "$root/tests/models/python_torch_save.py" write "$work/torch_save"
+cp "$work"/torch_save/*.pt "$out/torch_save/"

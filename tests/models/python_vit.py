@@ -32,7 +32,7 @@ def write(out, dim, depth, embedding):
     x = torch.rand(4, 3, 112, 112) * 2 - 1
     with torch.no_grad():
         y = model(x)
-    torch.save(dict(model.state_dict()), f"{out}/vit.pt")
+    torch.save(model.state_dict(), f"{out}/vit.pt")  # an OrderedDict, as arcface_torch saves
     torch.save({"x": x}, f"{out}/input.pt")
     torch.save({"y": y}, f"{out}/expected.pt")
 

@@ -95,7 +95,7 @@ TEST_F(EvalCommand, OtherPickleFormsAndMalformedPacks) {
       {"evil.bin", "global 'posix system' is not allowed"},
       {"truncated.bin", "(truncated)"},
       {"wrong_count.bin", "3 images for 2 issame flags, expected 4"},
-      {"not_a_pair.bin", "byte 2: opcode 0x7d"},
+      {"not_a_pair.bin", "the pickle holds a dict of 2 items, expected a pair"},
       {"memo_bomb.bin", "images are repeated by reference"},
       {"deep.bin", "expected a pair (bins, issame_list)"},
   };
