@@ -5,23 +5,21 @@
 # coverage per target; exits 1 if any target found a crash, a leak, a hang (10 s) or a memory
 # blow-up (2 GB), leaving the input under $FACETRAIN_BUILD/fuzz/findings/.
 # usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default 60 s; targets: pickle_pack recordio
-#        manifest config landmarks torch_save)
+#        manifest config landmarks torch_save hdf5)
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 source "$here/env.sh"
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(pickle_pack recordio manifest config landmarks torch_save)
+[ ${#targets[@]} -gt 0 ] || targets=(pickle_pack recordio manifest config landmarks torch_save hdf5)
 fuzz=$FACETRAIN_BUILD/fuzz
 bin=$FACETRAIN_BUILD/app/cli/facetrain
 [ -x "$bin" ] || bash "$here/build.sh" --target facetrain >/dev/null
-fmt_include=$("$FACETRAIN_VENV/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "include"))')
-if [ ! -f "$fuzz/build/build.ninja" ]; then
-  CXX=clang++ cmake -S "$FACETRAIN_ROOT/tests/fuzz" -B "$fuzz/build" -G Ninja \
-    -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
-    -DFACETRAIN_FMT_INCLUDE="$fmt_include" >/dev/null
-fi
+torch_dir=$("$FACETRAIN_VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+CC=clang CXX=clang++ cmake -S "$FACETRAIN_ROOT/tests/fuzz" -B "$fuzz/build" -G Ninja \
+  -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
+  -DFACETRAIN_FMT_INCLUDE="$torch_dir/include" -DFACETRAIN_TORCH_DIR="$torch_dir" >/dev/null
 cmake --build "$fuzz/build" -j "${FACETRAIN_JOBS:-2}" >/dev/null
 FACETRAIN_PYTHON="$FACETRAIN_VENV/bin/python" bash "$FACETRAIN_ROOT/tests/fuzz/make_seeds.sh" "$fuzz/seeds" "$bin"
 mkdir -p "$fuzz/findings"

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <limits>
 #include <memory>
 
 #include "framework/core/error.h"
@@ -55,6 +56,34 @@ hid_t memory_type(at::ScalarType t, const std::string& file, const std::string& 
       throw DataError(
           fmt::format("{}: /{}: dtype {} cannot be stored", file, name, c10::toString(t)));
   }
+}
+
+// The element count of dataset `set` (space `space`) before a read allocates for it: its declared
+// dimensions must fit in int64 and its data must be in the file. A dataset may declare far more
+// than it stores (unwritten chunks read as a fill value), so the declared bytes are bounded by
+// the bytes stored times deflate's largest ratio (1032:1), beyond a small allowance.
+std::int64_t checked_elements(hid_t set, hid_t space, std::size_t element_bytes,
+                              const std::string& file, const std::string& name) {
+  const int rank = H5Sget_simple_extent_ndims(space);
+  std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 0)));
+  if (rank > 0) H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+  std::uint64_t elements = 1, bytes = 0;
+  bool fits = rank >= 0;
+  for (const hsize_t d : dims) {
+    fits = fits && !__builtin_mul_overflow(elements, static_cast<std::uint64_t>(d), &elements);
+  }
+  fits = fits && elements <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) &&
+         !__builtin_mul_overflow(elements, static_cast<std::uint64_t>(element_bytes), &bytes);
+  constexpr std::uint64_t kAllowance = 1 << 20, kRatio = 1100;
+  const std::uint64_t stored = H5Dget_storage_size(set);
+  if (!fits || (bytes > kAllowance && bytes / kRatio > stored)) {
+    throw DataError(fmt::format(
+        "{}: /{} declares {} elements of {} bytes but the file stores {} bytes of it: "
+        "a damaged or hostile file",
+        file, name, fits ? fmt::format("{}", elements) : std::string("more than 2^63"),
+        element_bytes, stored));
+  }
+  return static_cast<std::int64_t>(elements);
 }
 
 void silence_hdf5() {
@@ -182,6 +211,7 @@ at::Tensor H5File::read(const std::string& name) const {
   } else {
     throw DataError(fmt::format("{}: /{}: expected a numeric dataset", path_, name));
   }
+  checked_elements(set, space.id, bytes, path_, name);
   std::vector<std::int64_t> shape(dims.begin(), dims.end());
   at::Tensor out = at::empty(shape, dtype);
   if (out.numel() > 0) {
@@ -232,7 +262,12 @@ std::vector<std::string> H5File::read_strings(const std::string& name) const {
   const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));
   Closer closer{set, H5Dclose};
   Closer space{FT_CHECK_H5(H5Dget_space(set)), H5Sclose};
-  const hssize_t n = FT_CHECK_H5(H5Sget_simple_extent_npoints(space.id));
+  Closer stored{FT_CHECK_H5(H5Dget_type(set)), H5Tclose};
+  if (H5Tget_class(stored.id) != H5T_STRING) {
+    throw DataError(fmt::format("{}: /{}: expected a dataset of strings", path_, name));
+  }
+  const std::int64_t n =
+      checked_elements(set, space.id, std::max<std::size_t>(1, H5Tget_size(stored.id)), path_, name);
   Closer type{FT_CHECK_H5(H5Tcopy(H5T_C_S1)), H5Tclose};
   FT_CHECK_H5(H5Tset_size(type.id, H5T_VARIABLE));
   FT_CHECK_H5(H5Tset_cset(type.id, H5T_CSET_UTF8));

@@ -178,7 +178,8 @@ TEST_F(ImageFixture, H5RoundTripAndErrors) {
 
 TEST_F(ImageFixture, AttributesAsH5pyWritesThem) {
   // A variable-length string (h5py's str) reads as its text; an array of strings and a number
-  // are errors naming the attribute, not a buffer overrun or garbage.
+  // are errors naming the attribute, not a buffer overrun or garbage; datasets that declare far
+  // more than they store are errors naming them, not an allocator's failure.
   const fs::path path = dir_ / "h5py_attrs.h5";
   ASSERT_EQ(test::run_python("data/python_h5_attributes.py " + path.string()).code, 0);
   const auto file = H5File::open(path);
@@ -191,6 +192,14 @@ TEST_F(ImageFixture, AttributesAsH5pyWritesThem) {
               file.read_attribute("number");
             }).find("attribute 'number' is not a string"),
             std::string::npos);
+  // A dataset declaring 10^11 elements it does not store is refused before any allocation.
+  const std::string declared = test::thrown_message<DataError>([&] { file.read("declared"); });
+  EXPECT_NE(declared.find("/declared declares 100000000000 elements of 8 bytes but the file "
+                          "stores 0 bytes of it"),
+            std::string::npos)
+      << declared;
+  const std::string names = test::thrown_message<DataError>([&] { file.read_strings("names"); });
+  EXPECT_NE(names.find("/names declares 10000000000 elements"), std::string::npos) << names;
 }
 
 TEST_F(ImageFixture, EmbedCommandWritesWhatTheLibraryComputes) {
