@@ -8,8 +8,10 @@
 #include <cctype>
 #include <cstdint>
 #include <fstream>
+#include <limits>
 #include <memory>
 
+#include "data/image/image_limits.h"
 #include "framework/core/error.h"
 
 namespace facetrain::data {
@@ -41,9 +43,10 @@ std::vector<std::filesystem::path> list_image_files(const std::filesystem::path&
     if (is_supported_image(ext)) {
       out.push_back(p);
     } else if (is_unsupported_image(ext)) {
-      throw DataError(fmt::format("{}: {} images are not supported (JPEG, PNG, BMP, TGA and GIF "
-                                  "are); convert the file, e.g. with ImageMagick's convert",
-                                  p.string(), ext.substr(1)));
+      throw DataError(
+          fmt::format("{}: {} images are not supported (JPEG, PNG, BMP, TGA and GIF "
+                      "are); convert the file, e.g. with ImageMagick's convert",
+                      p.string(), ext.substr(1)));
     }
   };
   if (fs::is_regular_file(root)) {
@@ -77,6 +80,15 @@ bool is_jpeg(const std::vector<std::uint8_t>& bytes) {
 
 at::Tensor decode_non_jpeg(const std::vector<std::uint8_t>& bytes, const std::string& source) {
   int width = 0, height = 0, channels = 0;
+  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+    throw DataError(fmt::format("{}: a {}-byte image file; facetrain decodes files under 2 GiB",
+                                source, bytes.size()));
+  }
+  if (stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height,
+                            &channels) == 0) {
+    throw DataError(fmt::format("{}: cannot decode the image: {}", source, stbi_failure_reason()));
+  }
+  check_image_size(width, height, source);
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
       stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &width, &height,
                             &channels, 3),

@@ -4,10 +4,16 @@
 #include <fmt/format.h>
 #include <turbojpeg.h>
 
+#include "data/image/image_limits.h"
 #include "framework/core/error.h"
 
 namespace facetrain::data {
 namespace {
+
+// A truncated JPEG is only a warning to libjpeg (it pads the image with grey): stopping on
+// warnings makes it the error it is for training data. A progressive JPEG of thousands of tiny
+// scans (a CPU bomb) is refused after 500.
+constexpr int kDecodeFlags = TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS;
 
 [[noreturn]] void fail(void* handle, const char* call, const std::string& source) {
   throw DataError(fmt::format("{}: {} failed: {}", source, call,
@@ -49,6 +55,7 @@ std::pair<int, int> JpegCodec::size(const std::uint8_t* bytes, std::size_t lengt
                           &colorspace) != 0) {
     decoding_failed("tjDecompressHeader3", source);
   }
+  check_image_size(width, height, source);
   return {width, height};
 }
 
@@ -60,10 +67,7 @@ void JpegCodec::decode(const std::uint8_t* bytes, std::size_t length, at::Tensor
     out = at::empty({height, width, 3}, at::kByte);
   }
   if (tjDecompress2(static_cast<tjhandle>(decoder_), bytes, static_cast<unsigned long>(length),
-                    out.data_ptr<std::uint8_t>(), width, 0, height, TJPF_RGB,
-                    TJFLAG_STOPONWARNING) != 0) {
-    // A truncated JPEG is only a warning to libjpeg (it pads the image with grey); stopping on
-    // warnings makes it the error it is for training data.
+                    out.data_ptr<std::uint8_t>(), width, 0, height, TJPF_RGB, kDecodeFlags) != 0) {
     decoding_failed("tjDecompress2", source);
   }
 }
@@ -75,7 +79,7 @@ void JpegCodec::decode_into(const std::uint8_t* bytes, std::size_t length, std::
     throw DataError(fmt::format("{}: image is {}x{}, expected {}x{}", source, w, h, width, height));
   }
   if (tjDecompress2(static_cast<tjhandle>(decoder_), bytes, static_cast<unsigned long>(length), out,
-                    width, 0, height, TJPF_RGB, TJFLAG_STOPONWARNING) != 0) {
+                    width, 0, height, TJPF_RGB, kDecodeFlags) != 0) {
     decoding_failed("tjDecompress2", source);
   }
 }

@@ -104,6 +104,28 @@ TEST_F(ImageFixture, EncoderRoundTripAndBrokenFiles) {
             std::string::npos);
 }
 
+TEST_F(ImageFixture, ImageBombsAreRefusedFromTheirHeaders) {
+  // A small JPEG whose frame header (SOF0) declares 65000 x 65000 pixels, and a PNG header of
+  // 10000 x 10000: refused from the header, nothing allocated for 12 GB or 300 MB of pixels.
+  JpegCodec codec;
+  std::vector<std::uint8_t> jpeg = codec.encode(at::full({16, 16, 3}, 128, at::kByte), 90);
+  std::size_t sof = 0;
+  while (sof + 9 < jpeg.size() && !(jpeg[sof] == 0xff && jpeg[sof + 1] == 0xc0)) ++sof;
+  ASSERT_LT(sof + 9, jpeg.size());
+  for (std::size_t i : {sof + 5, sof + 7}) jpeg[i] = 0xfd, jpeg[i + 1] = 0xe8;  // 65000
+  const std::string big_jpeg =
+      test::thrown_message<DataError>([&] { codec.decode(jpeg, "bomb.jpg"); });
+  EXPECT_NE(big_jpeg.find("bomb.jpg: the image declares 65000x65000 pixels"), std::string::npos)
+      << big_jpeg;
+  std::vector<std::uint8_t> png = {0x89, 'P',  'N', 'G', '\r', '\n', 0x1a, '\n', 0,    0, 0,
+                                   13,   'I',  'H', 'D', 'R',  0,    0,    0x27, 0x10, 0, 0,
+                                   0x27, 0x10, 8,   2,   0,    0,    0,    0,    0,    0, 0};
+  const std::string big_png =
+      test::thrown_message<DataError>([&] { decode_non_jpeg(png, "bomb.png"); });
+  EXPECT_NE(big_png.find("bomb.png: the image declares 10000x10000 pixels"), std::string::npos)
+      << big_png;
+}
+
 TEST_F(ImageFixture, ACorruptImageDoesNotSpoilTheNextOnes) {
   // A flat face with a stripe at q95: cut anywhere, the header or the data fails to decode;
   // the same codec must then decode good images as before (with data.skip_corrupt, one bad
@@ -113,8 +135,8 @@ TEST_F(ImageFixture, ACorruptImageDoesNotSpoilTheNextOnes) {
   JpegCodec codec;
   const auto good = codec.encode(flat, 95);
   const at::Tensor expected = codec.decode(good, "good");
-  for (const std::size_t cut : {good.size() / 8, good.size() / 4, good.size() / 2,
-                                good.size() * 3 / 4}) {
+  for (const std::size_t cut :
+       {good.size() / 8, good.size() / 4, good.size() / 2, good.size() * 3 / 4}) {
     SCOPED_TRACE(cut);
     const std::vector<std::uint8_t> truncated(good.begin(),
                                               good.begin() + static_cast<std::ptrdiff_t>(cut));
