@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -57,9 +58,12 @@ TrainState read_state(const fs::path& file) {
   } catch (const std::exception& e) {
     throw CheckpointError(fmt::format("{}: not valid JSON: {}", file.string(), e.what()));
   }
-  if (j.value("format", "") != "facetrain-checkpoint") {
+  const auto format = j.is_object() && j.contains("format") && j["format"].is_string()
+                          ? j["format"].get<std::string>()
+                          : std::string("none");
+  if (format != "facetrain-checkpoint") {
     throw CheckpointError(fmt::format("{}: not a facetrain checkpoint state (format '{}')",
-                                      file.string(), j.value("format", "")));
+                                      file.string(), format));
   }
   TrainState s;
   try {
@@ -75,6 +79,23 @@ TrainState read_state(const fs::path& file) {
     s.seed = j.at("seed").get<std::int64_t>();
   } catch (const std::exception& e) {
     throw CheckpointError(fmt::format("{}: {}", file.string(), e.what()));
+  }
+  // What a run can hold: positions and counts from 0, sizes from 1, a finite loss scale.
+  const std::pair<const char*, bool> checks[] = {
+      {"step", s.step >= 0},
+      {"epoch", s.epoch >= 0},
+      {"consumed", s.consumed >= 0},
+      {"loss_scale", std::isfinite(s.loss_scale) && s.loss_scale >= 0},
+      {"good_steps", s.good_steps >= 0},
+      {"nonfinite_steps", s.nonfinite_steps >= 0},
+      {"global_batch", s.global_batch >= 1},
+      {"world_size", s.world_size >= 1},
+      {"num_classes", s.num_classes >= 1}};
+  for (const auto& [key, ok] : checks) {
+    if (!ok) {
+      throw CheckpointError(fmt::format("{}: '{}' = {} is out of range", file.string(), key,
+                                        j.at(key).dump()));
+    }
   }
   return s;
 }

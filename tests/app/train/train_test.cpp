@@ -337,6 +337,24 @@ TEST_F(Train, DamagedCheckpointsAndBadInput) {
   std::tie(code, out, secs) = train(1, config, "--resume " + newest.string());
   EXPECT_EQ(code, 1) << out;
   EXPECT_NE(out.find("not a usable checkpoint"), std::string::npos) << out;
+  // A state.json that is not an object, or holds a negative position, names the file and key.
+  const fs::path older = run / "checkpoints" / "step-0000020";
+  std::string state;
+  {
+    std::ifstream in(older / "state.json");
+    state.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  for (const auto& [text, message] :
+       {std::pair<std::string, std::string>{"[1]\n", "not a facetrain checkpoint state"},
+        {std::regex_replace(state, std::regex("\"consumed\": [0-9]+"), "\"consumed\": -5"),
+         "'consumed' = -5 is out of range"}}) {
+    std::ofstream(older / "state.json") << text;
+    std::tie(code, out, secs) = train(1, config, "--resume " + older.string());
+    EXPECT_EQ(code, 1) << out;
+    EXPECT_NE(out.find((older / "state.json").string() + ": " + message), std::string::npos)
+        << out;
+  }
+  std::ofstream(older / "state.json") << state;
   // Configuration and data errors.
   std::tie(code, out, secs) = train(1, config, "--set train.num_epochs=3");
   EXPECT_EQ(code, 2) << out;
