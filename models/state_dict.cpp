@@ -131,7 +131,7 @@ std::map<std::string, at::Tensor> read_state_dict(const std::filesystem::path& f
   std::vector<at::Tensor> storages;
   for (const auto& s : saved.storages) {
     at::Tensor t = at::empty({s.numel}, at::TensorOptions().dtype(scalar_type(s.dtype)));
-    std::memcpy(t.data_ptr(), s.bytes.data(), s.bytes.size());
+    if (!s.bytes.empty()) std::memcpy(t.data_ptr(), s.bytes.data(), s.bytes.size());
     storages.push_back(std::move(t));
   }
   std::map<std::string, at::Tensor> out;

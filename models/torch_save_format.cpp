@@ -200,11 +200,13 @@ SavedStateDict collect(const PyValue& root, const serialization::ZipArchive& arc
            (t.sizes[d] == 0 || (multiply(t.sizes[d] - 1, t.strides[d], reach) &&
                                 !__builtin_add_overflow(last, reach, &last)));
     }
+    // Within its storage, and no more elements than it (a view that repeats elements, like
+    // expand()'s, could make a 1-element storage a 2^36-element tensor downstream).
     const std::int64_t numel = out.storages[t.storage].numel;
-    if (!ok || (elements > 0 && last >= numel)) {
+    if (!ok || (elements > 0 && (last >= numel || elements > numel))) {
       throw CheckpointError(fmt::format(
-          "{}: tensor '{}' (offset {}, sizes [{}], strides [{}]) reaches past its storage of {} "
-          "elements",
+          "{}: tensor '{}' (offset {}, sizes [{}], strides [{}]) does not fit in its storage of "
+          "{} elements",
           source, t.name, t.offset, fmt::join(t.sizes, ", "), fmt::join(t.strides, ", "), numel));
     }
     out.tensors.push_back(std::move(t));

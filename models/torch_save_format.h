@@ -56,7 +56,8 @@ struct SavedStateDict {
 // Reads a torch.save archive held in `bytes` (which the result views: keep them alive). The
 // archive must hold a dict from str names to tensors; anything else — not a zip, a legacy
 // (pre-1.6) file, a pickle calling other code, a truncated or damaged archive (CRC-32 checked), a
-// big-endian one, a tensor reaching past its storage, a dict of dicts (a training checkpoint) —
+// big-endian one, a tensor reaching past its storage or holding more elements than it, a dict
+// of dicts (a training checkpoint) —
 // is a CheckpointError naming `source` and what was found.
 SavedStateDict read_torch_save(const std::uint8_t* bytes, std::size_t size,
                                const std::string& source);

@@ -264,6 +264,7 @@ int fold_batch_norm(Graph& graph) {
 }
 
 int decompose_layer_norm(Graph& graph) {
+  validate(graph);  // the rewrite reads each norm's inputs
   int rewritten = 0;
   std::vector<Node> nodes;
   nodes.reserve(graph.nodes.size());
@@ -302,8 +303,7 @@ int decompose_layer_norm(Graph& graph) {
     const std::string var = emit(Op::kReduceMean, {squares}, fresh(base + "/variance"));
     const std::string shifted = emit(Op::kAdd, {var, eps}, fresh(base + "/variance_eps"));
     const std::string std_dev = emit(Op::kSqrt, {shifted}, fresh(base + "/std"));
-    const std::string normalized =
-        emit(Op::kDiv, {centered, std_dev}, fresh(base + "/normalized"));
+    const std::string normalized = emit(Op::kDiv, {centered, std_dev}, fresh(base + "/normalized"));
     const std::string scaled = emit(Op::kMul, {normalized, ln.inputs[1]}, fresh(base + "/scaled"));
     emit(Op::kAdd, {scaled, ln.inputs[2]}, base);
     ++rewritten;
@@ -347,9 +347,11 @@ void validate_attributes(const Graph& graph, const Node& node) {
       break;
     case Op::kLayerNorm:
     case Op::kBatchNorm: {
-      const Initializer* scale =
-          graph.find_initializer(node.inputs.size() > 1 ? node.inputs[1] : "");
-      if (scale != nullptr && scale->shape.size() != 1) fail("a norm scale must be 1-D");
+      // The writers read a norm's width from its scale: the affine parameters are constants.
+      for (std::size_t i = 1; i < node.inputs.size(); ++i) {
+        const Initializer* p = graph.find_initializer(node.inputs[i]);
+        if (p == nullptr || p->shape.size() != 1) fail("a norm's parameters must be 1-D constants");
+      }
       if (!(node.epsilon > 0)) fail("a norm epsilon must be > 0");
       break;
     }

@@ -152,7 +152,7 @@ struct Model {
 // run's position. Returns the step of the checkpoint (nullopt: a fresh start).
 std::optional<std::int64_t> resume_run(const fs::path& run_dir, const std::string& resume,
                                        Model& model, TrainStep& step, TrainState& state,
-                                       std::int64_t steps_per_epoch, dist::Communicator& comm) {
+                                       const data::FaceLoader& loader, dist::Communicator& comm) {
   if (resume.empty()) return std::nullopt;
   const auto from =
       agree_resume_checkpoint(run_dir, resume, *model.backbone, state.num_classes, comm);
@@ -167,8 +167,8 @@ std::optional<std::int64_t> resume_run(const fs::path& run_dir, const std::strin
   // batch) continues the same epoch without repeating or skipping samples.
   state.step = saved.global_batch == state.global_batch
                    ? saved.step
-                   : state.epoch * steps_per_epoch +
-                         (state.consumed + state.global_batch - 1) / state.global_batch;
+                   : state.epoch * loader.steps_per_epoch() +
+                         loader.steps_before({state.epoch, state.consumed});
   step.scaler().restore(saved.loss_scale, saved.good_steps);
   step.restore_skipped(saved.nonfinite_steps);
   log::info(
@@ -330,7 +330,7 @@ TrainSummary run_training(const Config& config, const std::string& resume,
                        recipe.clip_grad_norm, schedule.total_steps, recipe.max_nonfinite},
       recipe.loss_scaler());
   std::optional<std::int64_t> last_saved =
-      resume_run(recipe.output, resume, model, step, state, steps_per_epoch, *comm);
+      resume_run(recipe.output, resume, model, step, state, *loader, *comm);
   model.reducer->broadcast_from_root();
   if (comm->rank() == 0) config.save(RunLayout{recipe.output}.config());
   Reporter reporter(recipe, recipe.output, *comm, *model.backbone);

@@ -58,12 +58,14 @@ hid_t memory_type(at::ScalarType t, const std::string& file, const std::string& 
   }
 }
 
-// The element count of dataset `set` (space `space`) before a read allocates for it: its declared
-// dimensions must fit in int64 and its data must be in the file. A dataset may declare far more
+// The element count of dataset `set` (space `space`) before a read allocates for it, each taking
+// `element_bytes` in memory: its declared dimensions must fit in int64 and its data must be in
+// the file. A dataset may declare far more
 // than it stores (unwritten chunks read as a fill value), so the declared bytes are bounded by
 // the bytes stored times deflate's largest ratio (1032:1), beyond a small allowance.
 std::int64_t checked_elements(hid_t set, hid_t space, std::size_t element_bytes,
                               const std::string& file, const std::string& name) {
+  if (H5Sget_simple_extent_type(space) == H5S_NULL) return 0;
   const int rank = H5Sget_simple_extent_ndims(space);
   std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 0)));
   if (rank > 0) H5Sget_simple_extent_dims(space, dims.data(), nullptr);
@@ -77,11 +79,11 @@ std::int64_t checked_elements(hid_t set, hid_t space, std::size_t element_bytes,
   constexpr std::uint64_t kAllowance = 1 << 20, kRatio = 1100;
   const std::uint64_t stored = H5Dget_storage_size(set);
   if (!fits || (bytes > kAllowance && bytes / kRatio > stored)) {
-    throw DataError(fmt::format(
-        "{}: /{} declares {} elements of {} bytes but the file stores {} bytes of it: "
-        "a damaged or hostile file",
-        file, name, fits ? fmt::format("{}", elements) : std::string("more than 2^63"),
-        element_bytes, stored));
+    throw DataError(
+        fmt::format("{}: /{} declares {} elements of {} bytes but the file stores {} bytes of it: "
+                    "a damaged or hostile file",
+                    file, name, fits ? fmt::format("{}", elements) : std::string("more than 2^63"),
+                    element_bytes, stored));
   }
   return static_cast<std::int64_t>(elements);
 }
@@ -211,7 +213,8 @@ at::Tensor H5File::read(const std::string& name) const {
   } else {
     throw DataError(fmt::format("{}: /{}: expected a numeric dataset", path_, name));
   }
-  checked_elements(set, space.id, bytes, path_, name);
+  // Bounded in the bytes it takes in memory, which may be wider than the stored type.
+  checked_elements(set, space.id, std::max(bytes, at::elementSize(dtype)), path_, name);
   std::vector<std::int64_t> shape(dims.begin(), dims.end());
   at::Tensor out = at::empty(shape, dtype);
   if (out.numel() > 0) {
@@ -266,8 +269,8 @@ std::vector<std::string> H5File::read_strings(const std::string& name) const {
   if (H5Tget_class(stored.id) != H5T_STRING) {
     throw DataError(fmt::format("{}: /{}: expected a dataset of strings", path_, name));
   }
-  const std::int64_t n =
-      checked_elements(set, space.id, std::max<std::size_t>(1, H5Tget_size(stored.id)), path_, name);
+  const std::int64_t n = checked_elements(
+      set, space.id, std::max<std::size_t>(1, H5Tget_size(stored.id)), path_, name);
   Closer type{FT_CHECK_H5(H5Tcopy(H5T_C_S1)), H5Tclose};
   FT_CHECK_H5(H5Tset_size(type.id, H5T_VARIABLE));
   FT_CHECK_H5(H5Tset_cset(type.id, H5T_CSET_UTF8));

@@ -60,6 +60,11 @@ std::int64_t FaceLoader::steps_per_epoch() const {
   return dataset_->size() / (options_.world_size * options_.batch_size);
 }
 
+std::int64_t FaceLoader::steps_before(const LoaderState& position) const {
+  const std::int64_t left = std::max<std::int64_t>(0, dataset_->size() - position.consumed);
+  return steps_per_epoch() - left / (options_.world_size * options_.batch_size);
+}
+
 void FaceLoader::stop_workers() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -106,45 +111,24 @@ Batch FaceLoader::build(std::int64_t epoch, std::int64_t step, std::int64_t firs
   batch.images = at::empty({count, manifest.image_height, manifest.image_width, 3}, at::kByte);
   batch.labels = at::empty({count}, at::kLong);
   batch.indices = at::empty({count}, at::kLong);
-  FaceDecoder decoder(manifest.image_height, manifest.image_width, /*jpeg_only=*/true);
-  std::vector<std::uint8_t> bytes;
-  const auto* perm = permutation_.data_ptr<std::int64_t>();
-  const auto* labels = dataset_->labels().data_ptr<std::int32_t>();
-  auto* images = batch.images.data_ptr<std::uint8_t>();
-  auto* out_labels = batch.labels.data_ptr<std::int64_t>();
-  auto* out_indices = batch.indices.data_ptr<std::int64_t>();
-  const int height = static_cast<int>(manifest.image_height);
-  const int width = static_cast<int>(manifest.image_width);
-  const std::int64_t image_bytes = manifest.image_height * manifest.image_width * 3;
+  SampleDecoder decoder{FaceDecoder(manifest.image_height, manifest.image_width, true), {}};
   std::int64_t kept = 0;
   for (std::int64_t position = begin; position < end; ++position) {
-    const std::int64_t index = perm[position];
-    std::uint8_t* pixels = images + kept * image_bytes;
-    try {
-      dataset_->read(index, bytes);
-      // The sample is described only when it fails: formatting it for every image costs.
-      decoder.decode_into(bytes, pixels, "");
-    } catch (const DataError& e) {
-      if (!options_.skip_corrupt) {
-        throw DataError(fmt::format("{}{}", dataset_->describe(index), e.what()));
-      }
+    if (decode_sample(epoch, position, batch, kept, decoder)) {
+      ++kept;
+    } else {
       ++batch.skipped;
-      continue;
     }
-    if (options_.flip && draw_flip(options_.seed, epoch, position)) {
-      auto* px = reinterpret_cast<Pixel*>(pixels);
-      for (int y = 0; y < height; ++y) std::reverse(px + y * width, px + (y + 1) * width);
-    }
-    out_labels[kept] = labels[index];
-    out_indices[kept] = index;
-    ++kept;
   }
-  if (kept < 2) {
-    // A training batch must hold two samples (BatchNorm); say why rather than fail in the model.
-    throw DataError(fmt::format(
-        "{}: epoch {} step {}: {} of the rank's {} samples could be decoded (data.skip_corrupt "
-        "skips the rest); a batch needs two",
-        dataset_->dir().string(), epoch, step, kept, count));
+  // BatchNorm cannot train on one sample: a batch that skipping left with fewer than two takes
+  // the next decodable samples of the epoch's order (seen twice this epoch), deterministically.
+  const std::int64_t least = std::min<std::int64_t>(2, count);
+  for (std::int64_t tried = 0; kept < least && tried < n; ++tried) {
+    if (decode_sample(epoch, (end + tried) % n, batch, kept, decoder)) ++kept;
+  }
+  if (kept < least) {
+    throw DataError(fmt::format("{}: fewer than two of its {} samples could be decoded",
+                                dataset_->dir().string(), n));
   }
   if (kept < count) {
     batch.images = batch.images.narrow(0, 0, kept);
@@ -152,6 +136,33 @@ Batch FaceLoader::build(std::int64_t epoch, std::int64_t step, std::int64_t firs
     batch.indices = batch.indices.narrow(0, 0, kept);
   }
   return batch;
+}
+
+bool FaceLoader::decode_sample(std::int64_t epoch, std::int64_t position, Batch& batch,
+                               std::int64_t slot, SampleDecoder& decoder) const {
+  const std::int64_t index = permutation_.data_ptr<std::int64_t>()[position];
+  const auto& manifest = dataset_->manifest();
+  const std::int64_t image_bytes = manifest.image_height * manifest.image_width * 3;
+  std::uint8_t* pixels = batch.images.data_ptr<std::uint8_t>() + slot * image_bytes;
+  try {
+    dataset_->read(index, decoder.bytes);
+    // The sample is described only when it fails: formatting it for every image costs.
+    decoder.faces.decode_into(decoder.bytes, pixels, "");
+  } catch (const DataError& e) {
+    if (!options_.skip_corrupt) {
+      throw DataError(fmt::format("{}{}", dataset_->describe(index), e.what()));
+    }
+    return false;
+  }
+  if (options_.flip && draw_flip(options_.seed, epoch, position)) {
+    const auto height = static_cast<int>(manifest.image_height);
+    const auto width = static_cast<int>(manifest.image_width);
+    auto* px = reinterpret_cast<Pixel*>(pixels);
+    for (int y = 0; y < height; ++y) std::reverse(px + y * width, px + (y + 1) * width);
+  }
+  batch.labels.data_ptr<std::int64_t>()[slot] = dataset_->labels().data_ptr<std::int32_t>()[index];
+  batch.indices.data_ptr<std::int64_t>()[slot] = index;
+  return true;
 }
 
 void FaceLoader::worker_loop(int) {
@@ -208,7 +219,7 @@ std::optional<Batch> FaceLoader::next() {
   }
   changed_.notify_all();
   // Steps count from the epoch's start, whatever position this run started at.
-  batch.step = first_consumed_ / g + rel;
+  batch.step = steps_before({state_.epoch, first_consumed_}) + rel;
   state_.consumed = first_consumed_ + (rel + 1) * g;
   skipped_total_ += batch.skipped;
   return batch;

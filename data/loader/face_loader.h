@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "data/image/face_images.h"
 #include "data/shards/sharded_dataset.h"
 
 namespace facetrain::data {
@@ -38,8 +39,8 @@ struct LoaderState {
 };
 
 // One rank's batch: uint8 [n, H, W, 3] RGB faces (flipped where drawn), their labels and their
-// global sample indices. n is batch_size, or less (two at least) when corrupt samples were
-// skipped.
+// global sample indices. n is batch_size, or less when corrupt samples were skipped — two at
+// least: a batch left with fewer takes the next decodable samples of the epoch's order.
 struct Batch {
   at::Tensor images;
   at::Tensor labels;   // int64 [n]
@@ -70,6 +71,10 @@ class FaceLoader {
   FaceLoader& operator=(const FaceLoader&) = delete;
 
   std::int64_t steps_per_epoch() const;
+  // The steps of an epoch before `position` (also one written at another world size): the
+  // epoch's steps less the full global batches left after it, so the next epoch starts at a
+  // multiple of steps_per_epoch().
+  std::int64_t steps_before(const LoaderState& position) const;
   // Starts handing out batches from `state` (also mid-epoch, also saved at another world size).
   void start(const LoaderState& state);
   // The next batch of the current epoch, or nullopt when the epoch is over (start the next one
@@ -82,7 +87,17 @@ class FaceLoader {
   std::int64_t skipped_total() const { return skipped_total_; }
 
  private:
+  // A worker's decoder and its buffer for a sample's bytes.
+  struct SampleDecoder {
+    FaceDecoder faces;
+    std::vector<std::uint8_t> bytes;
+  };
+
   Batch build(std::int64_t epoch, std::int64_t step, std::int64_t first) const;
+  // Reads and decodes the sample at permutation `position` into row `slot` of `batch` (flipped
+  // where drawn), with its label and index; false when it is corrupt and skip_corrupt is on.
+  bool decode_sample(std::int64_t epoch, std::int64_t position, Batch& batch, std::int64_t slot,
+                     SampleDecoder& decoder) const;
   void stop_workers();
   void worker_loop(int worker);
 

@@ -199,9 +199,13 @@ std::vector<std::uint8_t> flags(Unpickler& u, const PyValue& v, const std::strin
 const std::string& image_bytes(const PyValue& v, std::size_t i, const std::string& source) {
   if (is_object(v, kArray)) {
     std::int64_t elements = 1, long_dims = 0;
-    for (auto d : v.ints) elements *= d, long_dims += d > 1;
+    bool valid = true;
+    for (auto d : v.ints) {
+      valid = valid && d >= 0 && !__builtin_mul_overflow(elements, d, &elements);
+      long_dims += d > 1;
+    }
     const std::string dtype = v.items.empty() ? "?" : v.items[0]->data;
-    if ((dtype != "u1" && dtype != "i1") || long_dims > 1 ||
+    if (!valid || (dtype != "u1" && dtype != "i1") || long_dims > 1 ||
         static_cast<std::size_t>(elements) != v.data.size()) {
       throw DataError(fmt::format(
           "{}: bins[{}] is a numpy array of dtype {} and shape ({}) with {} data bytes, "
@@ -243,7 +247,9 @@ PickledPack parse_pickle_pack(const std::vector<std::uint8_t>& bytes, const std:
   // Each image's bytes are in the file at least once; more in total means objects referenced
   // many times (a memo bomb), which would be copied as many times.
   std::size_t total = 0;
-  for (const auto* item : bins.items) total += item->text.size() + item->data.size();
+  for (const auto* item : bins.items) {
+    total += item->kind == Kind::kObject ? item->data.size() : item->text.size();
+  }
   if (total > bytes.size()) {
     throw DataError(
         fmt::format("{}: the {} images hold {} bytes in all, more than the file's {}: "

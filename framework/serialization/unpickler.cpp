@@ -60,7 +60,19 @@ PyValue* PickleVocabulary::persistent(Unpickler& u, const PyValue& id) {
 
 Unpickler::Unpickler(const std::uint8_t* bytes, std::size_t size, std::string source,
                      PickleVocabulary& vocabulary)
-    : bytes_(bytes), size_(size), source_(std::move(source)), vocabulary_(vocabulary) {}
+    : bytes_(bytes),
+      size_(size),
+      source_(std::move(source)),
+      vocabulary_(vocabulary),
+      budget_(kMemoryAllowance + kMemoryPerByte * size) {}
+
+void Unpickler::spend(std::size_t bytes) {
+  spent_ += bytes;
+  if (spent_ > budget_) {
+    fail(fmt::format("the pickle's values take more than {} MiB for its {} bytes: a pickle bomb",
+                     budget_ >> 20, size_));
+  }
+}
 
 const PyValue* Unpickler::run() {
   while (!stopped_) {
@@ -76,6 +88,7 @@ const PyValue* Unpickler::run() {
 }
 
 PyValue* Unpickler::make(PyValue::Kind kind) {
+  spend(sizeof(PyValue) + sizeof(std::unique_ptr<PyValue>));
   arena_.push_back(std::make_unique<PyValue>());
   arena_.back()->kind = kind;
   return arena_.back().get();
@@ -99,8 +112,10 @@ void Unpickler::interpret(std::uint8_t op) {
     case '.':  // STOP
       stopped_ = true;
       break;
-    case '(':  // MARK
-      push(make(K::kMark));
+    case '(':  // MARK: one shared value, never stored anywhere
+      if (mark_ == nullptr) mark_ = make(K::kMark);
+      spend(sizeof(PyValue*));
+      push(mark_);
       break;
     case ']':  // EMPTY_LIST
       push(make(K::kList));
@@ -136,6 +151,7 @@ void Unpickler::interpret(std::uint8_t op) {
       break;
     }
     case 'a': {  // APPEND
+      spend(sizeof(PyValue*));
       PyValue* item = pop();
       container_on_top("APPEND", K::kList)->items.push_back(item);
       break;
@@ -147,6 +163,7 @@ void Unpickler::interpret(std::uint8_t op) {
       break;
     }
     case 's': {  // SETITEM
+      spend(2 * sizeof(PyValue*));
       PyValue* value = pop();
       PyValue* key = pop();
       set_items(*container_on_top("SETITEM", K::kDict), {key, value});
@@ -258,12 +275,15 @@ void Unpickler::interpret(std::uint8_t op) {
       memo_put(memo_.size(), "MEMOIZE");
       break;
     case 'h':  // BINGET
+      spend(sizeof(PyValue*));
       push(memo_get(le(1)));
       break;
     case 'j':  // LONG_BINGET
+      spend(sizeof(PyValue*));
       push(memo_get(le(4)));
       break;
     case 'g':  // GET
+      spend(sizeof(PyValue*));
       push(memo_get(parse_index(read_line())));
       break;
     case '0':  // POP
@@ -273,6 +293,7 @@ void Unpickler::interpret(std::uint8_t op) {
       pop_mark();
       break;
     case '2':  // DUP
+      spend(sizeof(PyValue*));
       push(top("DUP"));
       break;
     case 'c': {  // GLOBAL
@@ -359,6 +380,7 @@ void Unpickler::push_int(std::int64_t i) {
 void Unpickler::push_text(PyValue::Kind kind, std::uint64_t n) {
   PyValue* v = make(kind);
   const std::uint8_t* p = take(static_cast<std::size_t>(n));
+  spend(static_cast<std::size_t>(n));
   v->text.assign(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n));
   push(v);
 }
@@ -397,13 +419,21 @@ PyValue* Unpickler::memo_get(std::uint64_t index) {
 }
 
 void Unpickler::memo_put(std::uint64_t index, const char* op) {
-  memo_[index] = top(op);
+  PyValue* value = top(op);
+  const auto [it, added] = memo_.emplace(index, value);
+  if (added) {
+    spend(64);  // a map node
+  } else {
+    it->second = value;
+  }
 }
 
 std::vector<PyValue*> Unpickler::pop_mark() {
   std::size_t k = stack_.size();
   while (k > 0 && stack_[k - 1]->kind != PyValue::Kind::kMark) --k;
   if (k == 0) fail("no MARK on the stack");
+  // The items move into a container: a pointer each.
+  spend(sizeof(PyValue*) * (stack_.size() - k));
   std::vector<PyValue*> items(stack_.begin() + static_cast<std::ptrdiff_t>(k), stack_.end());
   stack_.resize(k - 1);
   return items;

@@ -5,8 +5,10 @@
 // globals may appear, what calling one makes, what a persistent id stands for — to a
 // PickleVocabulary of the file format being read (numpy arrays in a verification pack, tensors in
 // a torch.save archive). Parsers assume an attacker: every length is checked against the bytes
-// left, memo indices must have been stored, and values live in an arena without owning each
-// other, so cycles and deep nesting neither leak nor recurse.
+// left, memo indices must have been stored, values live in an arena without owning each other,
+// so cycles and deep nesting neither leak nor recurse, and what the values take in memory is
+// bounded by the pickle's size (kMemoryPerByte, beyond kMemoryAllowance): a pickle of a million
+// one-byte "new list" opcodes cannot take gigabytes.
 
 #include <cstddef>
 #include <cstdint>
@@ -86,6 +88,9 @@ class Unpickler {
   [[noreturn]] void fail(const std::string& what) const;
   const std::string& source() const { return source_; }
 
+  static constexpr std::size_t kMemoryAllowance = std::size_t{64} << 20;
+  static constexpr std::size_t kMemoryPerByte = 8;
+
  private:
   const std::uint8_t* take(std::size_t n);
   std::uint64_t le(std::size_t n);
@@ -104,6 +109,8 @@ class Unpickler {
   void set_items(PyValue& dict, const std::vector<PyValue*>& pairs);
   void reduce();
   void interpret(std::uint8_t op);
+  // Counts `bytes` more of memory held for the values; fails past the pickle's budget.
+  void spend(std::size_t bytes);
 
   const std::uint8_t* bytes_;
   std::size_t size_;
@@ -112,6 +119,8 @@ class Unpickler {
   std::size_t pos_ = 0;
   std::size_t op_pos_ = 0;
   bool stopped_ = false;
+  std::size_t budget_ = 0, spent_ = 0;
+  PyValue* mark_ = nullptr;
   std::vector<PyValue*> stack_;
   std::map<std::uint64_t, PyValue*> memo_;
   std::vector<std::unique_ptr<PyValue>> arena_;  // every value made, freed with the unpickler

@@ -85,7 +85,7 @@ void ZipArchive::read_directory() {
     fail(fmt::format("{} entries announced in a {}-byte directory", count, directory_size));
   }
   entries_.reserve(static_cast<std::size_t>(count));
-  std::uint64_t at = directory;
+  std::uint64_t at = directory, data_bytes = 0;
   const std::uint64_t directory_end = directory + directory_size;
   for (std::uint64_t i = 0; i < count; ++i) {
     if (at > directory_end || directory_end - at < kCentralSize || f.le(at, 4) != kCentralHeader) {
@@ -131,10 +131,25 @@ void ZipArchive::read_directory() {
     if (!f.has(local, kLocalSize) || f.le(local, 4) != kLocalHeader) {
       fail(fmt::format("{}: no local header at byte {}", e.name, local));
     }
-    e.offset = local + kLocalSize + f.le(local + 26, 2) + f.le(local + 28, 2);
+    const auto local_name = f.le(local + 26, 2);
+    if (local_name != name_length || !f.has(local + kLocalSize, local_name) ||
+        e.name.compare(0, e.name.size(), reinterpret_cast<const char*>(bytes_ + local + kLocalSize),
+                       local_name) != 0) {
+      fail(fmt::format("{}: its local header names another entry", e.name));
+    }
+    e.offset = local + kLocalSize + local_name + f.le(local + 28, 2);
     if (!f.has(e.offset, e.size)) {
       fail(fmt::format("{}: its {} bytes at byte {} lie past the end ({} bytes; truncated?)",
                        e.name, e.size, e.offset, size_));
+    }
+    // Entries own disjoint bytes: together they cannot hold more than the archive.
+    data_bytes += e.size;
+    if (data_bytes > size_) {
+      fail(fmt::format("{}: the entries hold more bytes than the archive's {} (shared data)",
+                       e.name, size_));
+    }
+    if (!by_name_.emplace(e.name, entries_.size()).second) {
+      fail(fmt::format("two entries are called {}", e.name));
     }
     entries_.push_back(std::move(e));
     at = next;
@@ -142,10 +157,8 @@ void ZipArchive::read_directory() {
 }
 
 const ZipEntry* ZipArchive::find(const std::string& name) const {
-  for (const auto& e : entries_) {
-    if (e.name == name) return &e;
-  }
-  return nullptr;
+  const auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : &entries_[it->second];
 }
 
 std::string_view ZipArchive::read(const ZipEntry& entry) const {

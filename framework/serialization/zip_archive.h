@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace facetrain::serialization {
@@ -23,8 +24,9 @@ class ZipArchive {
  public:
   // Reads the central directory of `bytes` (which must outlive the archive). Anything but a
   // well-formed archive of stored entries — no end record, a directory or an entry past the
-  // end of the bytes, a compressed or encrypted entry, local and central records that disagree
-  // — is a DataError naming `source` and the entry.
+  // end of the bytes, a compressed or encrypted entry, local and central records that disagree,
+  // two entries of one name, entries whose data add up to more than the archive (entries
+  // sharing their bytes) — is a DataError naming `source` and the entry.
   ZipArchive(const std::uint8_t* bytes, std::size_t size, std::string source);
 
   const std::vector<ZipEntry>& entries() const { return entries_; }
@@ -42,6 +44,7 @@ class ZipArchive {
   std::size_t size_;
   std::string source_;
   std::vector<ZipEntry> entries_;
+  std::unordered_map<std::string, std::size_t> by_name_;
 };
 
 // Whether `bytes` start like a zip archive (a local file header).

@@ -11,6 +11,7 @@ torch_save fuzzer's seed corpus (tests/fuzz/make_seeds.sh).
       DIR/zip64.pt       plain.pt's entries rewritten with zip64 records
       DIR/crc.pt         plain.pt with one byte of a storage flipped (a damaged download)
       DIR/past.pt        a tensor of 1000 elements on a storage of 10
+      DIR/repeated.pt    a 2^36-element view repeating a 1-element storage (strides 0)
       DIR/evil.pt        a pickle that would call os.system
       DIR/nested.pt      a training checkpoint: {"state_dict": {...}, "epoch": 3}
       DIR/legacy.pt      the pre-1.6 format (_use_new_zipfile_serialization=False)
@@ -135,6 +136,8 @@ def write(out):
 
     s, data = float_storage("0", list(range(10)))
     write_archive(f"{out}/past.pt", {"w": Tensor(s, 0, (1000,), (1,))}, {"0": data})
+    s, data = float_storage("0", [1.0])
+    write_archive(f"{out}/repeated.pt", {"w": Tensor(s, 0, (2**18, 2**18), (0, 0))}, {"0": data})
     write_archive(f"{out}/evil.pt", {"w": Evil()}, {})
     torch.save({"state_dict": t, "epoch": 3}, f"{out}/nested.pt")
     torch.save(t, f"{out}/legacy.pt", _use_new_zipfile_serialization=False)

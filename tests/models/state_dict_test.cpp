@@ -171,8 +171,11 @@ TEST_F(StateDictTest, TorchSaveFilesFromElsewhere) {
   const std::vector<std::pair<std::string, std::string>> refused = {
       {"crc.pt", "CRC-32"},
       {"past.pt",
-       "tensor 'w' (offset 0, sizes [1000], strides [1]) reaches past its storage of "
+       "tensor 'w' (offset 0, sizes [1000], strides [1]) does not fit in its storage of "
        "10 elements"},
+      {"repeated.pt",
+       "tensor 'w' (offset 0, sizes [262144, 262144], strides [0, 0]) does not fit in its "
+       "storage of 1 elements"},
       {"evil.pt", "global 'posix system' is not allowed"},
       {"nested.pt", "'state_dict' is a dict, expected a tensor: not a state dict"},
       {"legacy.pt", "the legacy format of PyTorch before 1.6"}};

@@ -97,7 +97,7 @@ TEST_F(EvalCommand, OtherPickleFormsAndMalformedPacks) {
       {"wrong_count.bin", "3 images for 2 issame flags, expected 4"},
       {"not_a_pair.bin", "the pickle holds a dict of 2 items, expected a pair"},
       {"memo_bomb.bin", "images are repeated by reference"},
-      {"deep.bin", "expected a pair (bins, issame_list)"},
+      {"deep.bin", "a pickle bomb"},
   };
   for (const auto& [name, message] : bad) {
     const fs::path out = dir_ / (name + ".h5");

@@ -121,13 +121,20 @@ class ExportTest : public ::testing::Test {
     return names;
   }
 
-  void onnx_parity(const std::string& network, std::int64_t embedding_size) {
+  using Variants = std::vector<std::pair<std::string, std::string>>;
+  // The CNNs' variants: export flags, and what python_check_export.py then checks.
+  static Variants cnn_variants() {
+    return {{"", ""},
+            {"--fold-bn", "--bn-folded"},
+            {"--normalize-in-graph", "--in-graph-normalization"},
+            {"--fold-bn --normalize-in-graph --verify", "--bn-folded --in-graph-normalization"}};
+  }
+
+  // `network` exported to ONNX with each variant's flags and run in onnxruntime against
+  // LibTorch's embeddings.
+  void onnx_parity(const std::string& network, std::int64_t embedding_size,
+                   const Variants& variants = cnn_variants()) {
     prepare(network, embedding_size);
-    const std::vector<std::pair<std::string, std::string>> variants = {
-        {"", ""},
-        {"--fold-bn", "--bn-folded"},
-        {"--normalize-in-graph", "--in-graph-normalization"},
-        {"--fold-bn --normalize-in-graph --verify", "--bn-folded --in-graph-normalization"}};
     for (const auto& [flags, check_flags] : variants) {
       SCOPED_TRACE(network + " " + flags);
       const fs::path out = dir_ / (network + ".onnx");
@@ -167,23 +174,11 @@ TEST_F(ExportTest, OnnxMatchesLibTorchIresnet50) {
 // arcface_torch's ViT: attention as MatMul/Softmax, LayerNormalization at opset 17 and its
 // decomposition at older opsets, the feature head's BatchNorms folded into its linear layers.
 TEST_F(ExportTest, OnnxMatchesLibTorchVitT) {
-  prepare("vit_t", 128);
-  const std::vector<std::pair<std::string, std::string>> variants = {
-      {"", "--require-op LayerNormalization --require-op MatMul --require-op Softmax"},
-      {"--opset 13", "--forbid-op LayerNormalization --require-op ReduceMean"},
-      {"--fold-bn --normalize-in-graph --verify", "--bn-folded --in-graph-normalization"}};
-  for (const auto& [flags, check_flags] : variants) {
-    SCOPED_TRACE(flags);
-    const fs::path out = dir_ / "vit_t.onnx";
-    const auto exported = export_weights("vit_t", "onnx", out, flags);
-    ASSERT_EQ(exported.code, 0) << exported.out;
-    if (flags.find("--verify") != std::string::npos) {
-      EXPECT_NE(exported.out.find("parity: passed"), std::string::npos) << exported.out;
-    }
-    const auto checked = check("onnx", out, check_flags);
-    EXPECT_EQ(checked.code, 0) << checked.out;
-    EXPECT_NE(checked.out.find("onnxruntime batch 3"), std::string::npos) << checked.out;
-  }
+  onnx_parity(
+      "vit_t", 128,
+      {{"", "--require-op LayerNormalization --require-op MatMul --require-op Softmax"},
+       {"--opset 13", "--forbid-op LayerNormalization --require-op ReduceMean"},
+       {"--fold-bn --normalize-in-graph --verify", "--bn-folded --in-graph-normalization"}});
 }
 
 TEST_F(ExportTest, TorchScriptRunsInPythonAndCpp) {
