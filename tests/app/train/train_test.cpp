@@ -368,7 +368,7 @@ TEST_F(Train, DamagedCheckpointsAndBadInput) {
   // one-image batch for BatchNorm). A batch of one, or a global batch larger than the data, is
   // a configuration error.
   const fs::path odd = kWork / "odd17";
-  fs::remove_all(odd);
+  for (const char* dir : {"odd17", "odd_run", "odd_one", "odd_big"}) fs::remove_all(kWork / dir);
   ASSERT_EQ(test::run(facetrain("data synth --identities 17 --per-identity 1 --out " +
                                 odd.string() + " --seed 4"))
                 .code,
