@@ -8,12 +8,14 @@
 #include <map>
 
 #include "framework/core/error.h"
+#include "framework/core/strings.h"
 #include "framework/serialization/unpickler.h"
 #include "framework/serialization/zip_archive.h"
 
 namespace facetrain::models {
 namespace {
 
+using serialization::is_object;
 using serialization::PyValue;
 using serialization::Unpickler;
 using Kind = PyValue::Kind;
@@ -39,10 +41,6 @@ constexpr std::array<StorageType, 10> kStorageTypes = {{
     {"torch ByteStorage", StorageDtype::kUInt8},
     {"torch BoolStorage", StorageDtype::kBool},
 }};
-
-bool is_object(const PyValue& v, const char* type) {
-  return v.kind == Kind::kObject && v.text == type;
-}
 
 // What a torch.save pickle of tensors holds beyond plain data: OrderedDicts, tensors rebuilt
 // from (storage, offset, size, stride), parameters wrapping them, and persistent references
@@ -220,10 +218,7 @@ const serialization::ZipEntry& find_pickle(const serialization::ZipArchive& arch
   const serialization::ZipEntry* found = nullptr;
   for (const auto& e : archive.entries()) {
     const std::string suffix = "data.pkl";
-    if (e.name.size() < suffix.size() ||
-        e.name.compare(e.name.size() - suffix.size(), suffix.size(), suffix) != 0) {
-      continue;
-    }
+    if (!ends_with(e.name, suffix)) continue;
     const std::string folder = e.name.substr(0, e.name.size() - suffix.size());
     if (!folder.empty() && (folder.back() != '/' || folder.find('/') != folder.size() - 1)) {
       continue;

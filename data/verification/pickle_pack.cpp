@@ -4,26 +4,19 @@
 #include <fmt/ranges.h>
 
 #include "framework/core/error.h"
+#include "framework/core/strings.h"
 #include "framework/serialization/unpickler.h"
 
 namespace facetrain::data {
 namespace {
 
+using serialization::is_object;
 using serialization::PyValue;
 using serialization::Unpickler;
 using Kind = PyValue::Kind;
 
 constexpr const char* kDtype = "numpy.dtype";
 constexpr const char* kArray = "numpy.ndarray";
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-bool is_object(const PyValue& v, const char* type) {
-  return v.kind == Kind::kObject && v.text == type;
-}
 
 // What a verification pack holds beyond plain data: numpy arrays and dtypes (as numpy pickles
 // them: _reconstruct + BUILD, or _frombuffer), numpy scalars, and bytes pickled by Python 2 as

@@ -16,4 +16,9 @@ std::string nearest_word(std::string_view word, const std::vector<std::string>& 
 // `items` joined by `sep`.
 std::string join(const std::vector<std::string>& items, std::string_view sep);
 
+// Whether `s` ends with `suffix`.
+inline bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
 }  // namespace facetrain

@@ -51,6 +51,10 @@ struct PyValue {
 std::string kind_name(const PyValue& value);
 // The value under str key `key` of dict `dict`, or nullptr.
 const PyValue* dict_get(const PyValue& dict, const std::string& key);
+// Whether `value` is an object of the vocabulary's type `type`.
+inline bool is_object(const PyValue& value, const std::string& type) {
+  return value.kind == PyValue::Kind::kObject && value.text == type;
+}
 
 class Unpickler;
 
