@@ -84,19 +84,12 @@ class NodeConstants {
   std::set<std::string> used_;
 };
 
-}  // namespace
-
-int adapt_to_opset(Graph& graph, std::int64_t opset) {
-  return opset < first_opset(Op::kLayerNorm) ? decompose_layer_norm(graph) : 0;
-}
-
-std::string onnx_model_bytes(const Graph& graph, std::int64_t opset,
-                             const std::string& producer_version) {
+// The opset is in the writer's range and has every node's operator.
+void check_opset(const Graph& graph, std::int64_t opset) {
   if (opset < kMinOnnxOpset || opset > kMaxOnnxOpset) {
     throw UsageError("--opset " + std::to_string(opset) + ": expected an ONNX opset in [" +
                      std::to_string(kMinOnnxOpset) + ", " + std::to_string(kMaxOnnxOpset) + "]");
   }
-  validate(graph);
   for (const auto& node : graph.nodes) {
     if (first_opset(node.op) > opset) {
       throw Error("ONNX export of " + graph.network + ": node " + node.name + " (" +
@@ -104,26 +97,10 @@ std::string onnx_model_bytes(const Graph& graph, std::int64_t opset,
                   " or newer, not " + std::to_string(opset));
     }
   }
+}
 
-  onnx::ModelProto model;
-  model.set_ir_version(onnx::IR_VERSION);
-  model.set_producer_name("facetrain");
-  model.set_producer_version(producer_version);
-  model.set_doc_string("facetrain " + graph.network + " face embedding");
-  auto* op_set = model.add_opset_import();
-  op_set->set_domain("");
-  op_set->set_version(opset);
-  for (const auto& [key, value] : graph.metadata) {
-    auto* prop = model.add_metadata_props();
-    prop->set_key(key);
-    prop->set_value(value);
-  }
-
-  onnx::GraphProto& g = *model.mutable_graph();
-  g.set_name("facetrain_" + graph.network);
-  set_float_tensor_type(*g.add_input(), graph.input, graph.input_chw);
-  set_float_tensor_type(*g.add_output(), graph.output, {graph.embedding_size});
-
+// The graph's weights as initializers; Error when they pass protobuf's 2 GiB message limit.
+void add_initializers(onnx::GraphProto& g, const Graph& graph) {
   // PReLU slopes are per channel [C]; ONNX broadcasts from the right, so over NCHW they are
   // stored as [C, 1, 1].
   std::set<std::string> slopes;
@@ -148,63 +125,98 @@ std::string onnx_model_bytes(const Graph& graph, std::int64_t opset,
     throw Error("ONNX export of " + graph.network + ": " + std::to_string(total_bytes) +
                 " bytes of weights exceed protobuf's 2 GiB message limit");
   }
+}
 
-  NodeConstants constants(g, graph);
-  for (const auto& node : graph.nodes) {
-    onnx::NodeProto& n = *g.add_node();
-    n.set_name(node.name);
-    n.set_op_type(op_type(node.op));
-    for (const auto& in : node.inputs) n.add_input(in);
-    n.add_output(node.output);
-    switch (node.op) {
-      case Op::kConv: {
-        const Initializer* w = graph.find_initializer(node.inputs[1]);
-        add_ints(n, "kernel_shape", {w->shape[2], w->shape[3]});
-        add_ints(n, "strides", node.strides);
-        add_ints(n, "pads", node.pads);
-        add_ints(n, "dilations", {1, 1});
-        add_int(n, "group", node.group);
-        break;
-      }
-      case Op::kBatchNorm:
-        add_float(n, "epsilon", static_cast<float>(node.epsilon));
-        break;
-      case Op::kFlatten:
-        add_int(n, "axis", 1);
-        break;
-      case Op::kGemm:
-        add_int(n, "transB", 1);
-        break;
-      case Op::kSoftmax:
-        add_int(n, "axis", -1);
-        break;
-      case Op::kReshape:
-        n.add_input(constants.int64s(node.name + "_shape", node.shape,
-                                     {static_cast<std::int64_t>(node.shape.size())}));
-        break;
-      case Op::kTranspose:
-        add_ints(n, "perm", node.perm);
-        break;
-      case Op::kGather:
-        n.add_input(constants.int64s(node.name + "_index", {node.index}, {}));
-        add_int(n, "axis", node.axis);
-        break;
-      case Op::kClip:
-        n.add_input(constants.float_scalar(node.name + "_min", node.clip_min));
-        n.add_input(constants.float_scalar(node.name + "_max", node.clip_max));
-        break;
-      case Op::kLayerNorm:
-        add_int(n, "axis", -1);
-        add_float(n, "epsilon", static_cast<float>(node.epsilon));
-        break;
-      case Op::kReduceMean:
-        add_ints(n, "axes", {-1});
-        add_int(n, "keepdims", 1);
-        break;
-      default:
-        break;
+// `node` as an ONNX node: its inputs, output, and its operator's attributes (or the constant
+// inputs ONNX takes instead).
+void add_node(onnx::GraphProto& g, const Graph& graph, const Node& node, NodeConstants& constants) {
+  onnx::NodeProto& n = *g.add_node();
+  n.set_name(node.name);
+  n.set_op_type(op_type(node.op));
+  for (const auto& in : node.inputs) n.add_input(in);
+  n.add_output(node.output);
+  switch (node.op) {
+    case Op::kConv: {
+      const Initializer* w = graph.find_initializer(node.inputs[1]);
+      add_ints(n, "kernel_shape", {w->shape[2], w->shape[3]});
+      add_ints(n, "strides", node.strides);
+      add_ints(n, "pads", node.pads);
+      add_ints(n, "dilations", {1, 1});
+      add_int(n, "group", node.group);
+      break;
     }
+    case Op::kBatchNorm:
+      add_float(n, "epsilon", static_cast<float>(node.epsilon));
+      break;
+    case Op::kFlatten:
+      add_int(n, "axis", 1);
+      break;
+    case Op::kGemm:
+      add_int(n, "transB", 1);
+      break;
+    case Op::kSoftmax:
+      add_int(n, "axis", -1);
+      break;
+    case Op::kReshape:
+      n.add_input(constants.int64s(node.name + "_shape", node.shape,
+                                   {static_cast<std::int64_t>(node.shape.size())}));
+      break;
+    case Op::kTranspose:
+      add_ints(n, "perm", node.perm);
+      break;
+    case Op::kGather:
+      n.add_input(constants.int64s(node.name + "_index", {node.index}, {}));
+      add_int(n, "axis", node.axis);
+      break;
+    case Op::kClip:
+      n.add_input(constants.float_scalar(node.name + "_min", node.clip_min));
+      n.add_input(constants.float_scalar(node.name + "_max", node.clip_max));
+      break;
+    case Op::kLayerNorm:
+      add_int(n, "axis", -1);
+      add_float(n, "epsilon", static_cast<float>(node.epsilon));
+      break;
+    case Op::kReduceMean:
+      add_ints(n, "axes", {-1});
+      add_int(n, "keepdims", 1);
+      break;
+    default:
+      break;
   }
+}
+
+}  // namespace
+
+int adapt_to_opset(Graph& graph, std::int64_t opset) {
+  return opset < first_opset(Op::kLayerNorm) ? decompose_layer_norm(graph) : 0;
+}
+
+std::string onnx_model_bytes(const Graph& graph, std::int64_t opset,
+                             const std::string& producer_version) {
+  check_opset(graph, opset);
+  validate(graph);
+
+  onnx::ModelProto model;
+  model.set_ir_version(onnx::IR_VERSION);
+  model.set_producer_name("facetrain");
+  model.set_producer_version(producer_version);
+  model.set_doc_string("facetrain " + graph.network + " face embedding");
+  auto* op_set = model.add_opset_import();
+  op_set->set_domain("");
+  op_set->set_version(opset);
+  for (const auto& [key, value] : graph.metadata) {
+    auto* prop = model.add_metadata_props();
+    prop->set_key(key);
+    prop->set_value(value);
+  }
+
+  onnx::GraphProto& g = *model.mutable_graph();
+  g.set_name("facetrain_" + graph.network);
+  set_float_tensor_type(*g.add_input(), graph.input, graph.input_chw);
+  set_float_tensor_type(*g.add_output(), graph.output, {graph.embedding_size});
+  add_initializers(g, graph);
+  NodeConstants constants(g, graph);
+  for (const auto& node : graph.nodes) add_node(g, graph, node, constants);
 
   try {
     onnx::checker::check_model(model);

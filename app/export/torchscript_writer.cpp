@@ -58,22 +58,26 @@ std::string torchscript_source(const Graph& graph) {
   for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
     const Node& n = graph.nodes[i];
     const std::string out = fmt::format("v{}", i);
+    // torch.FUNCTION(a, b) of the node's two inputs.
+    const auto binary = [&](const char* function) {
+      return fmt::format("torch.{}({}, {})", function, value(n.inputs[0]), value(n.inputs[1]));
+    };
     std::string expr;
     switch (n.op) {
       case Op::kSub:
-        expr = fmt::format("torch.sub({}, {})", value(n.inputs[0]), value(n.inputs[1]));
+        expr = binary("sub");
         break;
       case Op::kMul:
-        expr = fmt::format("torch.mul({}, {})", value(n.inputs[0]), value(n.inputs[1]));
+        expr = binary("mul");
         break;
       case Op::kAdd:
-        expr = fmt::format("torch.add({}, {})", value(n.inputs[0]), value(n.inputs[1]));
+        expr = binary("add");
         break;
       case Op::kDiv:
-        expr = fmt::format("torch.div({}, {})", value(n.inputs[0]), value(n.inputs[1]));
+        expr = binary("div");
         break;
       case Op::kMatMul:
-        expr = fmt::format("torch.matmul({}, {})", value(n.inputs[0]), value(n.inputs[1]));
+        expr = binary("matmul");
         break;
       case Op::kSoftmax:
         expr = fmt::format("torch.softmax({}, -1)", value(n.inputs[0]));

@@ -101,6 +101,17 @@ void Unpickler::fail(const std::string& what) const {
 // One opcode (protocols 0 to 5, less the ones no data file needs: sets, frozensets, extension
 // registry codes, out-of-band buffers).
 void Unpickler::interpret(std::uint8_t op) {
+  if (stack_opcode(op) || container_opcode(op) || scalar_opcode(op) || text_opcode(op) ||
+      memo_opcode(op) || call_opcode(op)) {
+    return;
+  }
+  fail(fmt::format("opcode 0x{:02x}{} is not one {} uses", op,
+                   op >= 0x20 && op < 0x7f ? fmt::format(" ('{}')", static_cast<char>(op)) : "",
+                   vocabulary_.format()));
+}
+
+// The machine itself: protocol, frames, STOP, marks, POP, DUP.
+bool Unpickler::stack_opcode(std::uint8_t op) {
   using K = PyValue::Kind;
   switch (op) {
     case 0x80:  // PROTO
@@ -117,6 +128,26 @@ void Unpickler::interpret(std::uint8_t op) {
       spend(sizeof(PyValue*));
       push(mark_);
       break;
+    case '0':  // POP
+      pop();
+      break;
+    case '1':  // POP_MARK
+      pop_mark();
+      break;
+    case '2':  // DUP
+      spend(sizeof(PyValue*));
+      push(top("DUP"));
+      break;
+    default:
+      return false;
+  }
+  return true;
+}
+
+// Lists, tuples and dicts: made empty or from the stack, and filled.
+bool Unpickler::container_opcode(std::uint8_t op) {
+  using K = PyValue::Kind;
+  switch (op) {
     case ']':  // EMPTY_LIST
       push(make(K::kList));
       break;
@@ -174,6 +205,16 @@ void Unpickler::interpret(std::uint8_t op) {
       set_items(*container_on_top("SETITEMS", K::kDict), pairs);
       break;
     }
+    default:
+      return false;
+  }
+  return true;
+}
+
+// None, bools, ints and floats.
+bool Unpickler::scalar_opcode(std::uint8_t op) {
+  using K = PyValue::Kind;
+  switch (op) {
     case 'N':
       push(make(K::kNone));
       break;
@@ -241,6 +282,16 @@ void Unpickler::interpret(std::uint8_t op) {
       push(v);
       break;
     }
+    default:
+      return false;
+  }
+  return true;
+}
+
+// bytes and str.
+bool Unpickler::text_opcode(std::uint8_t op) {
+  using K = PyValue::Kind;
+  switch (op) {
     case 'B':  // BINBYTES
     case 'T':  // BINSTRING (Python 2 str)
       push_text(K::kBytes, le(4));
@@ -262,6 +313,15 @@ void Unpickler::interpret(std::uint8_t op) {
     case 0x8d:  // BINUNICODE8
       push_text(K::kStr, le(8));
       break;
+    default:
+      return false;
+  }
+  return true;
+}
+
+// The memo: PUT and GET in their forms.
+bool Unpickler::memo_opcode(std::uint8_t op) {
+  switch (op) {
     case 'q':  // BINPUT
       memo_put(le(1), "BINPUT");
       break;
@@ -286,16 +346,16 @@ void Unpickler::interpret(std::uint8_t op) {
       spend(sizeof(PyValue*));
       push(memo_get(parse_index(read_line())));
       break;
-    case '0':  // POP
-      pop();
-      break;
-    case '1':  // POP_MARK
-      pop_mark();
-      break;
-    case '2':  // DUP
-      spend(sizeof(PyValue*));
-      push(top("DUP"));
-      break;
+    default:
+      return false;
+  }
+  return true;
+}
+
+// What the vocabulary decides: globals, calls, BUILD, persistent references.
+bool Unpickler::call_opcode(std::uint8_t op) {
+  using K = PyValue::Kind;
+  switch (op) {
     case 'c': {  // GLOBAL
       const std::string module = read_line();
       const std::string name = read_line();
@@ -330,10 +390,9 @@ void Unpickler::interpret(std::uint8_t op) {
       break;
     }
     default:
-      fail(fmt::format("opcode 0x{:02x}{} is not one {} uses", op,
-                       op >= 0x20 && op < 0x7f ? fmt::format(" ('{}')", static_cast<char>(op)) : "",
-                       vocabulary_.format()));
+      return false;
   }
+  return true;
 }
 
 const std::uint8_t* Unpickler::take(std::size_t n) {

@@ -113,6 +113,13 @@ class Unpickler {
   void set_items(PyValue& dict, const std::vector<PyValue*>& pairs);
   void reduce();
   void interpret(std::uint8_t op);
+  // Each interprets the opcodes of its kind; false for another kind's.
+  bool stack_opcode(std::uint8_t op);
+  bool container_opcode(std::uint8_t op);
+  bool scalar_opcode(std::uint8_t op);
+  bool text_opcode(std::uint8_t op);
+  bool memo_opcode(std::uint8_t op);
+  bool call_opcode(std::uint8_t op);
   // Counts `bytes` more of memory held for the values; fails past the pickle's budget.
   void spend(std::size_t bytes);
 

@@ -51,97 +51,21 @@ void ZipArchive::fail(const std::string& what) const {
 }
 
 void ZipArchive::read_directory() {
+  const Directory d = find_directory();
   const Fields f(bytes_, size_);
-  // The end record is in the last 22 + 65535 (its comment) bytes; search backwards.
-  if (size_ < kEndSize) fail(fmt::format("{} bytes, too short for an end record", size_));
-  std::uint64_t end = size_ - kEndSize;
-  const std::uint64_t lowest = size_ >= kEndSize + 0xffff ? size_ - kEndSize - 0xffff : 0;
-  while (f.le(end, 4) != kEndOfDirectory) {
-    if (end == lowest) fail("no end-of-central-directory record (truncated?)");
-    --end;
-  }
-  std::uint64_t count = f.le(end + 10, 2);
-  std::uint64_t directory_size = f.le(end + 12, 4);
-  std::uint64_t directory = f.le(end + 16, 4);
-  if (count == 0xffff || directory_size == 0xffffffff || directory == 0xffffffff) {
-    // zip64: a locator just before the end record points at the zip64 end record.
-    if (end < kLocatorSize || f.le(end - kLocatorSize, 4) != kZip64Locator) {
-      fail("a zip64 archive without its zip64 locator");
-    }
-    const std::uint64_t record = f.le(end - kLocatorSize + 8, 8);
-    if (!f.has(record, kZip64EndSize) || f.le(record, 4) != kZip64EndOfDirectory) {
-      fail(fmt::format("no zip64 end record at byte {}", record));
-    }
-    count = f.le(record + 32, 8);
-    directory_size = f.le(record + 40, 8);
-    directory = f.le(record + 48, 8);
-  }
-  if (!f.has(directory, directory_size)) {
-    fail(fmt::format("the central directory (bytes {} + {}) lies past the end ({} bytes)",
-                     directory, directory_size, size_));
+  if (!f.has(d.offset, d.size)) {
+    fail(fmt::format("the central directory (bytes {} + {}) lies past the end ({} bytes)", d.offset,
+                     d.size, size_));
   }
   // Every entry takes 46 bytes at least: a count beyond that is a lie, not an allocation.
-  if (count > directory_size / kCentralSize) {
-    fail(fmt::format("{} entries announced in a {}-byte directory", count, directory_size));
+  if (d.count > d.size / kCentralSize) {
+    fail(fmt::format("{} entries announced in a {}-byte directory", d.count, d.size));
   }
-  entries_.reserve(static_cast<std::size_t>(count));
-  std::uint64_t at = directory, data_bytes = 0;
-  const std::uint64_t directory_end = directory + directory_size;
-  for (std::uint64_t i = 0; i < count; ++i) {
-    if (at > directory_end || directory_end - at < kCentralSize || f.le(at, 4) != kCentralHeader) {
-      fail(fmt::format("central directory entry {} is missing or damaged", i));
-    }
-    const auto flags = f.le(at + 8, 2), method = f.le(at + 10, 2);
+  entries_.reserve(static_cast<std::size_t>(d.count));
+  std::uint64_t at = d.offset, data_bytes = 0;
+  for (std::uint64_t i = 0; i < d.count; ++i) {
     ZipEntry e;
-    e.crc32 = static_cast<std::uint32_t>(f.le(at + 16, 4));
-    std::uint64_t compressed = f.le(at + 20, 4);
-    e.size = f.le(at + 24, 4);
-    const auto name_length = f.le(at + 28, 2), extra_length = f.le(at + 30, 2),
-               comment_length = f.le(at + 32, 2);
-    std::uint64_t local = f.le(at + 42, 4);
-    const std::uint64_t next = at + kCentralSize + name_length + extra_length + comment_length;
-    if (next > directory_end) fail(fmt::format("central directory entry {} runs past it", i));
-    e.name.assign(reinterpret_cast<const char*>(bytes_ + at + kCentralSize), name_length);
-    // zip64 extra field: 8-byte sizes and offset for the fields saturated above, in order.
-    for (std::uint64_t x = at + kCentralSize + name_length;
-         x + 4 <= at + kCentralSize + name_length + extra_length;) {
-      const auto id = f.le(x, 2), length = f.le(x + 2, 2);
-      const std::uint64_t field_end = x + 4 + length;
-      if (field_end > at + kCentralSize + name_length + extra_length) break;
-      if (id == 0x0001) {
-        std::uint64_t p = x + 4;
-        const auto wide = [&](std::uint64_t& value) {
-          if (value != 0xffffffff) return;
-          if (p + 8 > field_end) fail(fmt::format("{}: a short zip64 extra field", e.name));
-          value = f.le(p, 8);
-          p += 8;
-        };
-        wide(e.size);
-        wide(compressed);
-        wide(local);
-      }
-      x = field_end;
-    }
-    if (method != 0 || compressed != e.size) {
-      fail(fmt::format("{}: compressed (method {}); torch.save stores entries uncompressed", e.name,
-                       method));
-    }
-    if ((flags & 0x1) != 0) fail(fmt::format("{}: encrypted", e.name));
-    // The data follows the local header, whose own name and extra lengths count.
-    if (!f.has(local, kLocalSize) || f.le(local, 4) != kLocalHeader) {
-      fail(fmt::format("{}: no local header at byte {}", e.name, local));
-    }
-    const auto local_name = f.le(local + 26, 2);
-    if (local_name != name_length || !f.has(local + kLocalSize, local_name) ||
-        e.name.compare(0, e.name.size(), reinterpret_cast<const char*>(bytes_ + local + kLocalSize),
-                       local_name) != 0) {
-      fail(fmt::format("{}: its local header names another entry", e.name));
-    }
-    e.offset = local + kLocalSize + local_name + f.le(local + 28, 2);
-    if (!f.has(e.offset, e.size)) {
-      fail(fmt::format("{}: its {} bytes at byte {} lie past the end ({} bytes; truncated?)",
-                       e.name, e.size, e.offset, size_));
-    }
+    at = read_entry(at, d.offset + d.size, i, e);
     // Entries own disjoint bytes: together they cannot hold more than the archive.
     data_bytes += e.size;
     if (data_bytes > size_) {
@@ -152,8 +76,91 @@ void ZipArchive::read_directory() {
       fail(fmt::format("two entries are called {}", e.name));
     }
     entries_.push_back(std::move(e));
-    at = next;
   }
+}
+
+ZipArchive::Directory ZipArchive::find_directory() const {
+  const Fields f(bytes_, size_);
+  // The end record is in the last 22 + 65535 (its comment) bytes; search backwards.
+  if (size_ < kEndSize) fail(fmt::format("{} bytes, too short for an end record", size_));
+  std::uint64_t end = size_ - kEndSize;
+  const std::uint64_t lowest = size_ >= kEndSize + 0xffff ? size_ - kEndSize - 0xffff : 0;
+  while (f.le(end, 4) != kEndOfDirectory) {
+    if (end == lowest) fail("no end-of-central-directory record (truncated?)");
+    --end;
+  }
+  Directory d{f.le(end + 16, 4), f.le(end + 12, 4), f.le(end + 10, 2)};
+  if (d.count == 0xffff || d.size == 0xffffffff || d.offset == 0xffffffff) {
+    // zip64: a locator just before the end record points at the zip64 end record.
+    if (end < kLocatorSize || f.le(end - kLocatorSize, 4) != kZip64Locator) {
+      fail("a zip64 archive without its zip64 locator");
+    }
+    const std::uint64_t record = f.le(end - kLocatorSize + 8, 8);
+    if (!f.has(record, kZip64EndSize) || f.le(record, 4) != kZip64EndOfDirectory) {
+      fail(fmt::format("no zip64 end record at byte {}", record));
+    }
+    d = {f.le(record + 48, 8), f.le(record + 40, 8), f.le(record + 32, 8)};
+  }
+  return d;
+}
+
+std::uint64_t ZipArchive::read_entry(std::uint64_t at, std::uint64_t directory_end,
+                                     std::uint64_t index, ZipEntry& e) const {
+  const Fields f(bytes_, size_);
+  if (at > directory_end || directory_end - at < kCentralSize || f.le(at, 4) != kCentralHeader) {
+    fail(fmt::format("central directory entry {} is missing or damaged", index));
+  }
+  const auto flags = f.le(at + 8, 2), method = f.le(at + 10, 2);
+  e.crc32 = static_cast<std::uint32_t>(f.le(at + 16, 4));
+  std::uint64_t compressed = f.le(at + 20, 4);
+  e.size = f.le(at + 24, 4);
+  const auto name_length = f.le(at + 28, 2), extra_length = f.le(at + 30, 2),
+             comment_length = f.le(at + 32, 2);
+  std::uint64_t local = f.le(at + 42, 4);
+  const std::uint64_t next = at + kCentralSize + name_length + extra_length + comment_length;
+  if (next > directory_end) fail(fmt::format("central directory entry {} runs past it", index));
+  e.name.assign(reinterpret_cast<const char*>(bytes_ + at + kCentralSize), name_length);
+  // zip64 extra field: 8-byte sizes and offset for the fields saturated above, in order.
+  const std::uint64_t extra_end = at + kCentralSize + name_length + extra_length;
+  for (std::uint64_t x = at + kCentralSize + name_length; x + 4 <= extra_end;) {
+    const auto id = f.le(x, 2), length = f.le(x + 2, 2);
+    const std::uint64_t field_end = x + 4 + length;
+    if (field_end > extra_end) break;
+    if (id == 0x0001) {
+      std::uint64_t p = x + 4;
+      const auto wide = [&](std::uint64_t& value) {
+        if (value != 0xffffffff) return;
+        if (p + 8 > field_end) fail(fmt::format("{}: a short zip64 extra field", e.name));
+        value = f.le(p, 8);
+        p += 8;
+      };
+      wide(e.size);
+      wide(compressed);
+      wide(local);
+    }
+    x = field_end;
+  }
+  if (method != 0 || compressed != e.size) {
+    fail(fmt::format("{}: compressed (method {}); torch.save stores entries uncompressed", e.name,
+                     method));
+  }
+  if ((flags & 0x1) != 0) fail(fmt::format("{}: encrypted", e.name));
+  // The data follows the local header, whose own name and extra lengths count.
+  if (!f.has(local, kLocalSize) || f.le(local, 4) != kLocalHeader) {
+    fail(fmt::format("{}: no local header at byte {}", e.name, local));
+  }
+  const auto local_name = f.le(local + 26, 2);
+  if (local_name != name_length || !f.has(local + kLocalSize, local_name) ||
+      e.name.compare(0, e.name.size(), reinterpret_cast<const char*>(bytes_ + local + kLocalSize),
+                     local_name) != 0) {
+    fail(fmt::format("{}: its local header names another entry", e.name));
+  }
+  e.offset = local + kLocalSize + local_name + f.le(local + 28, 2);
+  if (!f.has(e.offset, e.size)) {
+    fail(fmt::format("{}: its {} bytes at byte {} lie past the end ({} bytes; truncated?)", e.name,
+                     e.size, e.offset, size_));
+  }
+  return next;
 }
 
 const ZipEntry* ZipArchive::find(const std::string& name) const {

@@ -37,8 +37,18 @@ class ZipArchive {
   std::string_view read(const ZipEntry& entry) const;
 
  private:
+  // Where the central directory is (from the end record, or the zip64 one), as announced.
+  struct Directory {
+    std::uint64_t offset = 0, size = 0, count = 0;
+  };
+
   [[noreturn]] void fail(const std::string& what) const;
   void read_directory();
+  Directory find_directory() const;
+  // Reads central directory entry `index` at byte `at` (the directory ends at `directory_end`)
+  // and its local header into `entry`; returns where the next entry starts.
+  std::uint64_t read_entry(std::uint64_t at, std::uint64_t directory_end, std::uint64_t index,
+                           ZipEntry& entry) const;
 
   const std::uint8_t* bytes_;
   std::size_t size_;
