@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -17,6 +18,7 @@
 #include "framework/core/error.h"
 #include "framework/core/run_layout.h"
 #include "framework/log/logger.h"
+#include "framework/serialization/json_object.h"
 #include "models/state_dict.h"
 
 namespace facetrain::train {
@@ -65,38 +67,20 @@ TrainState read_state(const fs::path& file) {
     throw CheckpointError(fmt::format("{}: not a facetrain checkpoint state (format '{}')",
                                       file.string(), format));
   }
-  TrainState s;
-  try {
-    s.step = j.at("step").get<std::int64_t>();
-    s.epoch = j.at("epoch").get<std::int64_t>();
-    s.consumed = j.at("consumed").get<std::int64_t>();
-    s.loss_scale = j.at("loss_scale").get<double>();
-    s.good_steps = j.at("good_steps").get<std::int64_t>();
-    s.nonfinite_steps = j.at("nonfinite_steps").get<std::int64_t>();
-    s.global_batch = j.at("global_batch").get<std::int64_t>();
-    s.world_size = j.at("world_size").get<int>();
-    s.num_classes = j.at("num_classes").get<std::int64_t>();
-    s.seed = j.at("seed").get<std::int64_t>();
-  } catch (const std::exception& e) {
-    throw CheckpointError(fmt::format("{}: {}", file.string(), e.what()));
-  }
   // What a run can hold: positions and counts from 0, sizes from 1, a finite loss scale.
-  const std::pair<const char*, bool> checks[] = {
-      {"step", s.step >= 0},
-      {"epoch", s.epoch >= 0},
-      {"consumed", s.consumed >= 0},
-      {"loss_scale", std::isfinite(s.loss_scale) && s.loss_scale >= 0},
-      {"good_steps", s.good_steps >= 0},
-      {"nonfinite_steps", s.nonfinite_steps >= 0},
-      {"global_batch", s.global_batch >= 1},
-      {"world_size", s.world_size >= 1},
-      {"num_classes", s.num_classes >= 1}};
-  for (const auto& [key, ok] : checks) {
-    if (!ok) {
-      throw CheckpointError(fmt::format("{}: '{}' = {} is out of range", file.string(), key,
-                                        j.at(key).dump()));
-    }
-  }
+  const serialization::JsonObject<CheckpointError> state(j, file.string());
+  constexpr auto kMax = std::numeric_limits<std::int64_t>::max();
+  TrainState s;
+  s.step = state.integer<std::int64_t>("step", 0);
+  s.epoch = state.integer<std::int64_t>("epoch", 0);
+  s.consumed = state.integer<std::int64_t>("consumed", 0);
+  s.loss_scale = state.number("loss_scale", 0, std::numeric_limits<double>::max());
+  s.good_steps = state.integer<std::int64_t>("good_steps", 0);
+  s.nonfinite_steps = state.integer<std::int64_t>("nonfinite_steps", 0);
+  s.global_batch = state.integer<std::int64_t>("global_batch", 1, kMax);
+  s.world_size = state.integer<int>("world_size", 1, std::numeric_limits<int>::max());
+  s.num_classes = state.integer<std::int64_t>("num_classes", 1, kMax);
+  s.seed = state.integer<std::int64_t>("seed");
   return s;
 }
 

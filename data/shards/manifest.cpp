@@ -4,97 +4,103 @@
 #include <zlib.h>
 
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
+#include "data/image/image_limits.h"
 #include "framework/core/atomic_file.h"
 #include "framework/core/error.h"
+#include "framework/serialization/json_object.h"
 
 namespace facetrain::data {
 namespace {
 
 using nlohmann::json;
+using Object = serialization::JsonObject<DataError>;
 
-template <typename T>
-T field(const json& j, const char* key, const std::string& where) {
-  if (!j.contains(key)) throw DataError(fmt::format("{}: missing key \"{}\"", where, key));
-  try {
-    return j.at(key).get<T>();
-  } catch (const json::exception&) {
-    throw DataError(
-        fmt::format("{}: key \"{}\" has the wrong type ({})", where, key, j.at(key).type_name()));
+constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
+
+json parse(const std::filesystem::path& dir) {
+  const auto path = dir / "manifest.json";
+  std::ifstream in(path);
+  if (!in) {
+    throw DataError(fmt::format("{}: no manifest (is {} a facetrain dataset folder?)",
+                                path.string(), dir.string()));
   }
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {  // parse_error, and out_of_range on number overflow
+    throw DataError(fmt::format("{}: invalid JSON: {}", path.string(), e.what()));
+  }
+}
+
+void check_format(const Object& j) {
+  const auto format = j.string("format");
+  if (format != Manifest::kFormat) {
+    throw DataError(
+        fmt::format("{}: format \"{}\", expected \"{}\"", j.where(), format, Manifest::kFormat));
+  }
+  const auto version = j.integer<std::int64_t>("version");
+  if (version < 1 || version > Manifest::kVersion) {
+    throw DataError(
+        fmt::format("{}: format version {} is not supported (this build reads up to {})",
+                    j.where(), version, Manifest::kVersion));
+  }
+}
+
+ShardInfo shard_info(const Object& s) {
+  ShardInfo info;
+  info.file = s.string("file");
+  if (info.file.find('/') != std::string::npos) {
+    throw DataError(
+        fmt::format("{}: file \"{}\" must be a plain name in the folder", s.where(), info.file));
+  }
+  info.num_samples = s.integer<std::int64_t>("num_samples", 0);
+  info.label_min = s.integer<std::int64_t>("label_min");
+  info.label_max = s.integer<std::int64_t>("label_max");
+  info.bytes = s.integer<std::int64_t>("bytes", 0);
+  info.crc32 = s.integer<std::uint32_t>("crc32");
+  return info;
+}
+
+// The shards, whose sample counts must add up to the manifest's.
+std::vector<ShardInfo> shard_list(const Object& j, std::int64_t num_samples) {
+  const json& list = j.array("shards");
+  std::vector<ShardInfo> shards;
+  std::int64_t total = 0;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    shards.push_back(shard_info(Object(list[i], fmt::format("{}: shards[{}]", j.where(), i))));
+    if (shards.back().num_samples > kInt64Max - total) {
+      throw DataError(fmt::format("{}: the shards' num_samples add up beyond 2^63", j.where()));
+    }
+    total += shards.back().num_samples;
+  }
+  if (total != num_samples) {
+    throw DataError(
+        fmt::format("{}: num_samples is {} but the shards hold {}", j.where(), num_samples, total));
+  }
+  return shards;
 }
 
 }  // namespace
 
 Manifest Manifest::read(const std::filesystem::path& dir) {
-  const auto path = dir / "manifest.json";
-  const std::string where = path.string();
-  std::ifstream in(path);
-  if (!in)
-    throw DataError(
-        fmt::format("{}: no manifest (is {} a facetrain dataset folder?)", where, dir.string()));
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {  // parse_error, and out_of_range on number overflow
-    throw DataError(fmt::format("{}: invalid JSON: {}", where, e.what()));
-  }
-  if (!j.is_object()) throw DataError(fmt::format("{}: expected a JSON object", where));
-  const auto format = field<std::string>(j, "format", where);
-  if (format != kFormat) {
-    throw DataError(fmt::format("{}: format \"{}\", expected \"{}\"", where, format, kFormat));
-  }
-  const auto version = field<int>(j, "version", where);
-  if (version < 1 || version > kVersion) {
-    throw DataError(
-        fmt::format("{}: format version {} is not supported (this build reads up to {})", where,
-                    version, kVersion));
-  }
+  const json parsed = parse(dir);
+  const Object j(parsed, (dir / "manifest.json").string());
+  check_format(j);
   Manifest m;
-  m.num_classes = field<std::int64_t>(j, "num_classes", where);
-  m.num_samples = field<std::int64_t>(j, "num_samples", where);
-  const auto size = field<std::vector<std::int64_t>>(j, "image_size", where);
-  if (size.size() != 2)
-    throw DataError(fmt::format("{}: image_size must be [height, width]", where));
+  m.num_classes = j.integer<std::int64_t>("num_classes", 1);
+  m.num_samples = j.integer<std::int64_t>("num_samples", 0);
+  const auto size = j.integers<std::int64_t>("image_size", 2, 1, kMaxImagePixels);
+  check_image_size(size[1], size[0], j.where() + ": image_size");
   m.image_height = size[0];
   m.image_width = size[1];
-  m.channels = field<std::int64_t>(j, "channels", where);
-  m.encoding = field<std::string>(j, "encoding", where);
+  m.channels = j.integer<std::int64_t>("channels", 3, 3);
+  m.encoding = j.string("encoding");
   if (m.encoding != "jpeg") {
-    throw DataError(fmt::format("{}: encoding \"{}\", expected \"jpeg\"", where, m.encoding));
+    throw DataError(fmt::format("{}: encoding \"{}\", expected \"jpeg\"", j.where(), m.encoding));
   }
-  if (!j.contains("shards") || !j.at("shards").is_array()) {
-    throw DataError(fmt::format("{}: missing array \"shards\"", where));
-  }
-  std::int64_t total = 0;
-  for (std::size_t i = 0; i < j.at("shards").size(); ++i) {
-    const json& s = j.at("shards")[i];
-    const std::string w = fmt::format("{}: shards[{}]", where, i);
-    ShardInfo info;
-    info.file = field<std::string>(s, "file", w);
-    info.num_samples = field<std::int64_t>(s, "num_samples", w);
-    info.label_min = field<std::int64_t>(s, "label_min", w);
-    info.label_max = field<std::int64_t>(s, "label_max", w);
-    info.bytes = field<std::int64_t>(s, "bytes", w);
-    info.crc32 = field<std::uint32_t>(s, "crc32", w);
-    if (info.file.find('/') != std::string::npos) {
-      throw DataError(
-          fmt::format("{}: file \"{}\" must be a plain name in the folder", w, info.file));
-    }
-    total += info.num_samples;
-    m.shards.push_back(std::move(info));
-  }
-  if (total != m.num_samples) {
-    throw DataError(
-        fmt::format("{}: num_samples is {} but the shards hold {}", where, m.num_samples, total));
-  }
-  if (m.num_classes < 1 || m.channels != 3 || m.image_height < 1 || m.image_width < 1) {
-    throw DataError(
-        fmt::format("{}: expected num_classes >= 1, channels 3 and a positive image "
-                    "size, found {}, {}, {}x{}",
-                    where, m.num_classes, m.channels, m.image_height, m.image_width));
-  }
+  m.shards = shard_list(j, m.num_samples);
   return m;
 }
 

@@ -10,6 +10,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "data/hdf5/h5_file.h"
 #include "data/image/image_files.h"
@@ -184,6 +187,26 @@ TEST_F(ShardedDatasetTest, MissingShardAndBadManifest) {
   std::ofstream(dir / "manifest.json") << R"({"format": "other", "version": 1})";
   EXPECT_TRUE(any_contains(verify_dataset(dir), "format \"other\", expected \"facetrain-shards\""));
   EXPECT_TRUE(any_contains(verify_dataset(root_ / "src"), "no manifest"));
+  // Numbers beyond their types are refused by key, never cast.
+  const std::string head =
+      R"({"format": "facetrain-shards", "version": 1, "num_classes": 3, "image_size": [112, 112],
+          "channels": 3, "encoding": "jpeg", )";
+  const std::string shard = R"({"file": "a.h5", "label_min": 0, "label_max": 2, "bytes": 9, )";
+  for (const auto& [text, message] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"format": "facetrain-shards", "version": 1e300})",
+            "key \"version\" has the wrong type (number, expected an integer)"},
+           {head + R"("num_samples": 2, "shards": [)" + shard +
+                R"("num_samples": 2, "crc32": -1}]})",
+            "shards[0]: key \"crc32\" = -1 is out of range (expected 0 to 4294967295)"},
+           {head + R"("num_samples": 2, "shards": [)" + shard +
+                R"("num_samples": 9223372036854775807, "crc32": 0}, )" + shard +
+                R"("num_samples": 9223372036854775807, "crc32": 0}]})",
+            "the shards' num_samples add up beyond 2^63"},
+           {head + R"("num_samples": 18446744073709551615, "shards": []})",
+            "key \"num_samples\" = 18446744073709551615 is out of range"}}) {
+    std::ofstream(dir / "manifest.json") << text;
+    EXPECT_TRUE(any_contains(verify_dataset(dir), message)) << joined(verify_dataset(dir));
+  }
 }
 
 TEST_F(ShardedDatasetTest, FolderErrorsAndResize) {

@@ -347,7 +347,9 @@ TEST_F(Train, DamagedCheckpointsAndBadInput) {
   for (const auto& [text, message] :
        {std::pair<std::string, std::string>{"[1]\n", "not a facetrain checkpoint state"},
         {std::regex_replace(state, std::regex("\"consumed\": [0-9]+"), "\"consumed\": -5"),
-         "'consumed' = -5 is out of range"}}) {
+         "key \"consumed\" = -5 is out of range"},
+        {std::regex_replace(state, std::regex("\"world_size\": [0-9]+"), "\"world_size\": 1e300"),
+         "key \"world_size\" has the wrong type (number, expected an integer)"}}) {
     std::ofstream(older / "state.json") << text;
     std::tie(code, out, secs) = train(1, config, "--resume " + older.string());
     EXPECT_EQ(code, 1) << out;
