@@ -464,20 +464,20 @@ std::string resumed_from(const fs::path& run, int rank) {
 // ranks.
 TEST_F(Train, FailureMatrixEndsTheJobAndLosesNothing) {
   const double timeout = 5.0;
-  // A small verification set, so verifying (at step 3) takes a moment.
-  const fs::path pairs = kWork / "matrix_pairs.h5";
+  // 48 images and a small verification set, so that each of the 30 runs takes seconds.
+  const fs::path data = kWork / "matrix_faces", pairs = kWork / "matrix_faces_pairs.h5";
   if (!fs::exists(pairs)) {
     const auto r = test::run(facetrain(
-        fmt::format("data synth --identities 4 --per-identity 2 --out {0}/matrix_synth --pairs 20 "
+        fmt::format("data synth --identities 6 --per-identity 8 --out {0} --pairs 10 "
                     "--pairs-out {1} --heldout-identities 4 --seed 5",
-                    kWork.string(), pairs.string())));
+                    data.string(), pairs.string())));
     ASSERT_EQ(r.code, 0) << r.out;
   }
-  // 24 × 8 images at 16 per rank: 6 steps; checkpoints at 2, 4, 6; verification at 3 and 6.
+  // 6 × 8 images at 4 per rank: 6 steps; checkpoints at 2, 4, 6; verification at 3 and 6.
   const std::string sets = fmt::format(
-      "--set train.batch_size=16 --set train.num_epoch=1 --set train.checkpoint_every=2 "
-      "--set train.verbose=3 --set 'eval.val_targets=[\"{}\"]'",
-      pairs.string());
+      "--set data.path={} --set train.batch_size=4 --set train.num_epoch=1 "
+      "--set train.checkpoint_every=2 --set train.verbose=3 --set 'eval.val_targets=[\"{}\"]'",
+      data.string(), pairs.string());
   const fs::path fired = kWork / "matrix_fired";
   for (const char* kind : {"throw", "kill", "stall"}) {
     for (const char* when : {"startup", "midstep", "checkpoint", "verification", "shutdown"}) {
