@@ -60,9 +60,9 @@ hid_t memory_type(at::ScalarType t, const std::string& file, const std::string& 
 
 // The element count of dataset `set` (space `space`) before a read allocates for it, each taking
 // `element_bytes` in memory: its declared dimensions must fit in int64 and its data must be in
-// the file. A dataset may declare far more
-// than it stores (unwritten chunks read as a fill value), so the declared bytes are bounded by
-// the bytes stored times deflate's largest ratio (1032:1), beyond a small allowance.
+// the file. A dataset may declare far more than it stores (unwritten chunks read as a fill
+// value), so the declared bytes are bounded by the bytes stored times deflate's largest ratio
+// (1032:1), beyond a small allowance.
 std::int64_t checked_elements(hid_t set, hid_t space, std::size_t element_bytes,
                               const std::string& file, const std::string& name) {
   if (H5Sget_simple_extent_type(space) == H5S_NULL) return 0;

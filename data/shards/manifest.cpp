@@ -4,7 +4,6 @@
 #include <zlib.h>
 
 #include <fstream>
-#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "data/image/image_limits.h"
@@ -17,8 +16,6 @@ namespace {
 
 using nlohmann::json;
 using Object = serialization::JsonObject<DataError>;
-
-constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
 
 json parse(const std::filesystem::path& dir) {
   const auto path = dir / "manifest.json";
@@ -43,8 +40,8 @@ void check_format(const Object& j) {
   const auto version = j.integer<std::int64_t>("version");
   if (version < 1 || version > Manifest::kVersion) {
     throw DataError(
-        fmt::format("{}: format version {} is not supported (this build reads up to {})",
-                    j.where(), version, Manifest::kVersion));
+        fmt::format("{}: format version {} is not supported (this build reads up to {})", j.where(),
+                    version, Manifest::kVersion));
   }
 }
 
@@ -70,10 +67,9 @@ std::vector<ShardInfo> shard_list(const Object& j, std::int64_t num_samples) {
   std::int64_t total = 0;
   for (std::size_t i = 0; i < list.size(); ++i) {
     shards.push_back(shard_info(Object(list[i], fmt::format("{}: shards[{}]", j.where(), i))));
-    if (shards.back().num_samples > kInt64Max - total) {
+    if (__builtin_add_overflow(total, shards.back().num_samples, &total)) {
       throw DataError(fmt::format("{}: the shards' num_samples add up beyond 2^63", j.where()));
     }
-    total += shards.back().num_samples;
   }
   if (total != num_samples) {
     throw DataError(

@@ -34,9 +34,7 @@ class JsonObject {
   template <typename T>
   T integer(const char* key, T lo = std::numeric_limits<T>::min(),
             T hi = std::numeric_limits<T>::max()) const {
-    const nlohmann::json& v = at(key, value_.contains(key) && value_.at(key).is_number_integer(),
-                                 "an integer");
-    return in_range(v, key, lo, hi);
+    return to_integer(at(key), key, lo, hi);
   }
 
   // KEY's array of COUNT integers, each in [LO, HI].
@@ -49,66 +47,71 @@ class JsonObject {
     }
     std::vector<T> values;
     for (std::size_t i = 0; i < count; ++i) {
-      const std::string name = fmt::format("{}[{}]", key, i);
-      if (!list[i].is_number_integer()) {
-        throw ErrorT(fmt::format("{}: key \"{}\" has the wrong type ({}, expected an integer)",
-                                 where_, name, list[i].type_name()));
-      }
-      values.push_back(in_range(list[i], name, lo, hi));
+      values.push_back(to_integer(list[i], fmt::format("{}[{}]", key, i), lo, hi));
     }
     return values;
   }
 
   // KEY's number (integer or not), which must be finite and lie in [LO, HI].
   double number(const char* key, double lo, double hi) const {
-    const nlohmann::json& v =
-        at(key, value_.contains(key) && value_.at(key).is_number(), "a number");
+    const nlohmann::json& v = at(key);
+    if (!v.is_number()) wrong_type(key, v, "a number");
     const double x = v.get<double>();
-    if (!(lo <= x && x <= hi)) {
-      throw ErrorT(fmt::format("{}: key \"{}\" = {} is out of range (expected {} to {})", where_,
-                               key, v.dump(), lo, hi));
-    }
+    if (!(lo <= x && x <= hi)) out_of_range(key, v, lo, hi);
     return x;
   }
 
   std::string string(const char* key) const {
-    return at(key, value_.contains(key) && value_.at(key).is_string(), "a string")
-        .template get<std::string>();
+    const nlohmann::json& v = at(key);
+    if (!v.is_string()) wrong_type(key, v, "a string");
+    return v.template get<std::string>();
   }
 
   const nlohmann::json& array(const char* key) const {
-    return at(key, value_.contains(key) && value_.at(key).is_array(), "an array");
+    const nlohmann::json& v = at(key);
+    if (!v.is_array()) wrong_type(key, v, "an array");
+    return v;
   }
 
  private:
-  // KEY's value, after checking that it is there and that TYPE_OK (it has the EXPECTED type).
-  const nlohmann::json& at(const char* key, bool type_ok, const char* expected) const {
+  const nlohmann::json& at(const char* key) const {
     if (!value_.contains(key)) throw ErrorT(fmt::format("{}: missing key \"{}\"", where_, key));
-    if (!type_ok) {
-      throw ErrorT(fmt::format("{}: key \"{}\" has the wrong type ({}, expected {})", where_, key,
-                               value_.at(key).type_name(), expected));
-    }
     return value_.at(key);
   }
 
-  // The JSON integer V as a T, after checking that it lies in [LO, HI] (it is never cast first).
+  // V (KEY's value) as a T, after checking that it is a JSON integer in [LO, HI]: it is never
+  // cast before that.
   template <typename T>
-  T in_range(const nlohmann::json& v, const std::string& key, T lo, T hi) const {
+  T to_integer(const nlohmann::json& v, const std::string& key, T lo, T hi) const {
     static_assert(std::is_integral_v<T> && (std::is_signed_v<T> || sizeof(T) < 8),
                   "every value of T must fit in an int64");
-    const auto low = static_cast<std::int64_t>(lo), high = static_cast<std::int64_t>(hi);
+    if (!v.is_number_integer()) wrong_type(key, v, "an integer");
     // A non-negative JSON integer is stored unsigned: beyond int64 it is beyond every T.
-    const bool beyond_int64 =
-        v.is_number_unsigned() &&
-        v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
-    const std::int64_t x = beyond_int64 ? 0 : v.is_number_unsigned()
-                                                  ? static_cast<std::int64_t>(v.get<std::uint64_t>())
-                                                  : v.get<std::int64_t>();
-    if (beyond_int64 || x < low || x > high) {
-      throw ErrorT(fmt::format("{}: key \"{}\" = {} is out of range (expected {} to {})", where_,
-                               key, v.dump(), lo, hi));
+    if (v.is_number_unsigned() &&
+        v.get<std::uint64_t>() >
+            static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+      out_of_range(key, v, lo, hi);
+    }
+    const std::int64_t x = v.is_number_unsigned()
+                               ? static_cast<std::int64_t>(v.get<std::uint64_t>())
+                               : v.get<std::int64_t>();
+    if (x < static_cast<std::int64_t>(lo) || x > static_cast<std::int64_t>(hi)) {
+      out_of_range(key, v, lo, hi);
     }
     return static_cast<T>(x);
+  }
+
+  [[noreturn]] void wrong_type(const std::string& key, const nlohmann::json& v,
+                               const char* expected) const {
+    throw ErrorT(fmt::format("{}: key \"{}\" has the wrong type ({}, expected {})", where_, key,
+                             v.type_name(), expected));
+  }
+
+  template <typename T>
+  [[noreturn]] void out_of_range(const std::string& key, const nlohmann::json& v, T lo,
+                                 T hi) const {
+    throw ErrorT(fmt::format("{}: key \"{}\" = {} is out of range (expected {} to {})", where_, key,
+                             v.dump(), lo, hi));
   }
 
   const nlohmann::json& value_;
