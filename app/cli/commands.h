@@ -20,8 +20,10 @@ struct Context {
   bool verbose = false;
   std::optional<dist::MpiRuntime> mpi;
 
-  // Starts MPI once; its start and end (which wait for every rank) get `timeout_s`.
-  dist::MpiRuntime& start_mpi(double timeout_s = dist::MpiRuntime::kDefaultTimeout);
+  // Starts MPI once; its start and end (which wait for every rank) get `timeout_s`. `interface`
+  // is dist.interface (FACETRAIN_IFNAME when empty).
+  dist::MpiRuntime& start_mpi(double timeout_s = dist::MpiRuntime::kDefaultTimeout,
+                              const std::string& interface = "");
 };
 
 // A subcommand's action, run after parsing; returns the exit code.

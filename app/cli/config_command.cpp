@@ -2,6 +2,7 @@
 
 #include "app/cli/commands.h"
 #include "framework/config/config.h"
+#include "framework/core/error.h"
 #include "framework/core/strings.h"
 #include "models/backbone.h"
 
@@ -36,6 +37,35 @@ void print_keys_markdown() {
   fmt::print("\nBackbones (`model.network`, `--network`): {}.\n", models::backbone_names_help());
 }
 
+// One key's resolved value: strings as they are, everything else in TOML.
+void print_value(const Config& cfg, const std::string& name) {
+  const ConfigKey* key = ConfigSchema::instance().find(name);
+  if (key == nullptr) {
+    throw ConfigError(fmt::format("--key {}: no such key (did you mean {}?)", name,
+                                  ConfigSchema::instance().nearest(name)));
+  }
+  switch (key->type) {
+    case ValueType::kString:
+      fmt::print("{}\n", cfg.get_string(name));
+      return;
+    case ValueType::kBool:
+      fmt::print("{}\n", to_toml_value(cfg.get_bool(name)));
+      return;
+    case ValueType::kInt:
+      fmt::print("{}\n", to_toml_value(cfg.get_int(name)));
+      return;
+    case ValueType::kFloat:
+      fmt::print("{}\n", to_toml_value(cfg.get_float(name)));
+      return;
+    case ValueType::kFloatList:
+      fmt::print("{}\n", to_toml_value(cfg.get_float_list(name)));
+      return;
+    case ValueType::kStringList:
+      fmt::print("{}\n", to_toml_value(cfg.get_string_list(name)));
+      return;
+  }
+}
+
 }  // namespace
 
 void add_config_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*, Action>>& out) {
@@ -47,12 +77,15 @@ void add_config_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*
     std::string file;
     std::vector<std::string> sets;
     bool origins = false;
+    std::string key;
   };
   auto args = std::make_shared<Args>();
   show->add_option("-c,--config", args->file, "TOML configuration file")->check(CLI::ExistingFile);
   show->add_option("--set", args->sets, "Override one key: section.key=value (repeatable)");
   show->add_flag("--origins", args->origins,
                  "Follow each value with a comment saying where it came from");
+  show->add_option("--key", args->key,
+                   "Print only this key's value (a string without quotes), for scripts");
   auto* keys = config->add_subcommand(
       "keys",
       "List every configuration key with its type, default, allowed values and its "
@@ -64,6 +97,10 @@ void add_config_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*
   out.emplace_back(show, [args] {
     Config cfg = args->file.empty() ? Config() : Config::from_file(args->file);
     cfg.apply_overrides(args->sets);
+    if (!args->key.empty()) {
+      print_value(cfg, args->key);
+      return 0;
+    }
     if (!args->origins) {
       fmt::print("{}", cfg.to_toml());
       return 0;

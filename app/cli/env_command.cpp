@@ -11,8 +11,6 @@
 namespace facetrain::cli {
 namespace {
 
-constexpr int kHostBytes = 64;
-
 struct EnvArgs {
   std::string device = "auto";
   std::string backend = "auto";
@@ -83,23 +81,19 @@ void add_env_command(CLI::App& app, Context& ctx, std::vector<std::pair<CLI::App
     const c10::Device device = dist::choose_device(args->device, env);
     auto comm = dist::make_communicator(args->backend, env, args->timeout_s);
 
-    at::Tensor mine = at::zeros({kHostBytes + 2}, at::kLong);
-    for (int i = 0; i < kHostBytes - 1 && i < static_cast<int>(env.hostname.size()); ++i) {
-      mine[i] = static_cast<unsigned char>(env.hostname[i]);
-    }
-    mine[kHostBytes] = env.local_rank;
-    mine[kHostBytes + 1] = device.is_cuda() ? device.index() : -1;
-    at::Tensor all = comm->all_gather(mine.unsqueeze(0));
+    // Host names come with the launch; each rank's local rank and device are gathered here.
+    const at::Tensor mine = at::tensor(
+        {static_cast<std::int64_t>(env.local_rank),
+         static_cast<std::int64_t>(device.is_cuda() ? device.index() : -1)},
+        at::kLong);
+    const at::Tensor all = comm->all_gather(mine.unsqueeze(0));
     if (env.rank == 0) {
-      fmt::print("world size {} ({} back end)\n", comm->size(), comm->backend());
+      fmt::print("world size {} ({} back end): {}\n", comm->size(), comm->backend(),
+                 dist::describe_placement(env));
       fmt::print("{:>5}  {:<24} {:>10}  {}\n", "rank", "host", "local rank", "device");
       for (int r = 0; r < comm->size(); ++r) {
-        std::string host;
-        for (int i = 0; i < kHostBytes && all[r][i].item<std::int64_t>() != 0; ++i) {
-          host += static_cast<char>(all[r][i].item<std::int64_t>());
-        }
-        const auto gpu = all[r][kHostBytes + 1].item<std::int64_t>();
-        fmt::print("{:>5}  {:<24} {:>10}  {}\n", r, host, all[r][kHostBytes].item<std::int64_t>(),
+        const auto gpu = all[r][1].item<std::int64_t>();
+        fmt::print("{:>5}  {:<24} {:>10}  {}\n", r, env.hosts.at(r), all[r][0].item<std::int64_t>(),
                    gpu < 0 ? std::string("cpu") : fmt::format("cuda:{}", gpu));
       }
     }

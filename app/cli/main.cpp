@@ -12,9 +12,9 @@
 
 namespace facetrain::cli {
 
-dist::MpiRuntime& Context::start_mpi(double timeout_s) {
+dist::MpiRuntime& Context::start_mpi(double timeout_s, const std::string& interface) {
   if (!mpi) {
-    mpi.emplace(argc, argv, timeout_s);
+    mpi.emplace(argc, argv, timeout_s, interface);
     auto options = log::options();
     options.rank = mpi->env().rank;
     options.world_size = mpi->env().world_size;

@@ -21,7 +21,8 @@ int run_train(Context& ctx, const TrainArgs& args) {
   Config config = Config::from_file(args.config);
   config.apply_overrides(args.sets);
   if (!args.output.empty()) config.apply_override("train.output=" + args.output);
-  auto& mpi = ctx.start_mpi(config.get_float("dist.timeout_s"));
+  auto& mpi =
+      ctx.start_mpi(config.get_float("dist.timeout_s"), config.get_string("dist.interface"));
   auto options = log::options();
   if (!ctx.verbose) options.level = log::parse_level(config.get_string("log.level"));
   options.console_all_ranks = config.get_string("log.console") == "all";

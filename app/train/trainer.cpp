@@ -260,6 +260,11 @@ void log_run_start(const Config& config, const TrainRecipe& recipe, const Comput
                    c10::Device device, const TrainState& state, std::int64_t images,
                    std::int64_t steps_per_epoch) {
   log::info("configuration:\n{}", config.to_toml());
+  log::info("placement: {}; this rank is local rank {} of {} on {}", dist::describe_placement(env),
+            env.local_rank, env.local_size, env.hostname);
+  if (const auto warning = dist::launcher_warning(env, recipe.timeout_s)) {
+    log::warn("{}", *warning);
+  }
   log::info(
       "intra-op threads: {} on the training thread ({}); the loader's {} decode thread(s) "
       "and the gradient reduction run serially",

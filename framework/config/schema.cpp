@@ -179,6 +179,9 @@ ConfigSchema::ConfigSchema() {
                0.0, true),
       at_least(key("dist.bucket_mb", F, 25.0, "", "gradient all-reduce bucket size in MB"), 0.0,
                true),
+      key("dist.interface", S, std::string(""), "",
+          "network interface for MPI's TCP traffic and NCCL's sockets, e.g. eth0 (also "
+          "FACETRAIN_IFNAME); empty: the transports choose"),
       // log
       one_of(key("log.level", S, std::string("info"), "", "debug, info, warn or error"),
              {"debug", "info", "warn", "error"}),

@@ -4,14 +4,18 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <array>
+#include <atomic>
 #include <climits>
 #include <optional>
 #include <thread>
 #include <vector>
 
 #include "framework/core/error.h"
+#include "framework/core/strings.h"
 #include "framework/distributed/mpi_check.h"
+#include "framework/distributed/peer_probe.h"
 #include "framework/log/logger.h"
 
 namespace facetrain::dist {
@@ -96,10 +100,23 @@ void check_avg(const at::Tensor& t, ReduceOp op, const std::string& what) {
   }
 }
 
+// Communicators are created collectively, in the same order on every rank, so a count of them
+// names the same communicator on every rank.
+std::string next_label() {
+  static std::atomic<int> created{0};
+  return fmt::format("communicator {}", created++);
+}
+
+
+
 }  // namespace
 
-MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeout)
-    : timeout_(timeout) {
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeout,
+                                 std::shared_ptr<PeerProbe> peers)
+    : timeout_(timeout),
+      peers_(std::move(peers)),
+      recorder_(std::make_shared<FlightRecorder>(next_label())) {
+  if (peers_) peers_->watch(recorder_);
   FT_CHECK_MPI(MPI_Comm_rank(comm, &rank_));
   FT_CHECK_MPI(MPI_Comm_size(comm, &size_));
   // The duplication waits for every rank: non-blocking, with the collectives' deadline.
@@ -111,7 +128,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeou
 
 std::shared_ptr<Communicator> MpiCommunicator::duplicate() {
   begin("duplicate");
-  return std::make_shared<MpiCommunicator>(comm_, timeout_);
+  return std::make_shared<MpiCommunicator>(comm_, timeout_, peers_);
 }
 
 MpiCommunicator::~MpiCommunicator() {
@@ -135,20 +152,24 @@ std::uint64_t MpiCommunicator::begin(const char* name) {
 // The requests of one collective and what completes it on this rank (a copy back, a division).
 class MpiCommunicator::Request final : public Work {
  public:
-  Request(MpiCommunicator* comm, std::string what, std::vector<MPI_Request> requests,
-          at::Tensor result, std::vector<at::Tensor> keep, std::function<void()> complete)
+  Request(MpiCommunicator* comm, std::uint64_t seq, std::string what,
+          std::vector<MPI_Request> requests, at::Tensor result, std::vector<at::Tensor> keep,
+          std::function<void()> complete)
       : comm_(comm),
+        seq_(seq),
         what_(std::move(what)),
         deadline_(Clock::now() + comm->timeout_),
         requests_(std::move(requests)),
         keep_(std::move(keep)),
         complete_(std::move(complete)) {
     result_ = std::move(result);
+    comm_->recorder_->issued(seq_, what_);
   }
 
   void wait() override {
     if (done_) return;
     for (auto& request : requests_) comm_->wait(request, what_, deadline_);
+    comm_->recorder_->completed(seq_);
     if (complete_) complete_();
     keep_.clear();
     done_ = true;
@@ -156,6 +177,7 @@ class MpiCommunicator::Request final : public Work {
 
  private:
   MpiCommunicator* comm_;
+  std::uint64_t seq_;
   std::string what_;
   Clock::time_point deadline_;
   std::vector<MPI_Request> requests_;
@@ -175,18 +197,29 @@ void MpiCommunicator::wait(MPI_Request& request, const std::string& what,
       detail::throw_mpi_error(rc, what.c_str(), __FILE__, __LINE__);
     }
     if (done) return;
-    if (Clock::now() >= deadline) {
-      broken_ = fmt::format("{} timed out", what);
-      throw DistError(fmt::format(
-          "rank {}/{}: {} timed out after {:.1f} s (dist.timeout_s): at least one other rank "
-          "did not join it; it has stalled, died or is running a different collective",
-          rank_, size_, what, std::chrono::duration<double>(timeout_).count()));
-    }
+    if (Clock::now() >= deadline) timed_out(what);
     // Spin briefly for small, fast collectives; then yield the core to ranks sharing it.
     if (++spins > 2000) {
       std::this_thread::sleep_for(std::chrono::microseconds(spins > 20000 ? 500 : 20));
     }
   }
+}
+
+void MpiCommunicator::timed_out(const std::string& what) {
+  const auto noticed = Clock::now();
+  broken_ = fmt::format("{} timed out", what);
+  const auto history = recorder_->history(noticed);
+  const auto shown = static_cast<std::ptrdiff_t>(std::min<std::size_t>(5, history.size()));
+  log::warn("rank {}: the last collectives: {}", rank_,
+            join(std::vector<std::string>(history.end() - shown, history.end()), "; "));
+  const std::string host = peers_ ? fmt::format(" on {}", peers_->hosts().at(rank_)) : "";
+  const std::string who =
+      peers_ ? peers_->account(PeerProbe::grace(timeout_))
+             : "at least one other rank did not join it; it has stalled, died or is running a "
+               "different collective";
+  throw DistError(fmt::format("rank {}/{}{}: {} timed out after {:.1f} s (dist.timeout_s): {}",
+                              rank_, size_, host, what,
+                              std::chrono::duration<double>(timeout_).count(), who));
 }
 
 std::vector<MPI_Request> MpiCommunicator::in_chunks(
@@ -216,7 +249,7 @@ std::shared_ptr<Work> MpiCommunicator::all_reduce_async(at::Tensor& tensor, Redu
     return MPI_Iallreduce(MPI_IN_PLACE, data, count, type, mpi_op(op), comm_, request);
   });
   const int world = size_;
-  return std::make_shared<Request>(this, std::move(what), std::move(requests), tensor,
+  return std::make_shared<Request>(this, seq, std::move(what), std::move(requests), tensor,
                                    std::vector<at::Tensor>{work},
                                    [work, tensor, op, world]() mutable {
                                      if (op == ReduceOp::kAvg) work.div_(world);
@@ -251,7 +284,7 @@ std::shared_ptr<Work> MpiCommunicator::all_gather_async(const at::Tensor& tensor
   FT_CHECK_MPI(MPI_Iallgatherv(input.data_ptr(), static_cast<int>(input.numel()), type,
                                out.data_ptr(), counts.data(), displs.data(), type, comm_,
                                &request));
-  return std::make_shared<Request>(this, std::move(what), std::vector<MPI_Request>{request}, out,
+  return std::make_shared<Request>(this, seq, std::move(what), std::vector<MPI_Request>{request}, out,
                                    std::vector<at::Tensor>{input, out}, nullptr);
 }
 
@@ -265,7 +298,9 @@ std::vector<std::int64_t> MpiCommunicator::host_all_gather(
   FT_CHECK_MPI(MPI_Iallgather(
       values.data(), checked_count(static_cast<std::int64_t>(values.size()), what), MPI_INT64_T,
       all.data(), static_cast<int>(values.size()), MPI_INT64_T, comm_, &request));
+  recorder_->issued(seq, what);
   wait(request, what, Clock::now() + timeout_);
+  recorder_->completed(seq);
   return all;
 }
 
@@ -288,7 +323,9 @@ at::Tensor MpiCommunicator::reduce_scatter(const at::Tensor& input, ReduceOp op)
     FT_CHECK_MPI(MPI_Ireduce_scatter_block(work.data_ptr(), out.data_ptr(),
                                            checked_count(out.numel(), what), type, mpi_op(op),
                                            comm_, &request));
+    recorder_->issued(seq, what);
     wait(request, what, Clock::now() + timeout_);
+    recorder_->completed(seq);
   }
   if (op == ReduceOp::kAvg) out.div_(size_);
   return out.to(input.scalar_type());
@@ -304,11 +341,13 @@ void MpiCommunicator::broadcast(at::Tensor& tensor, int root) {
   if (tensor.numel() == 0 || size_ == 1) return;
   at::Tensor work = tensor.contiguous();
   const auto deadline = Clock::now() + timeout_;
-  for (auto& request : in_chunks(work, [&](void*data, int count, MPI_Request*request) {
+  recorder_->issued(seq, what);
+  for (auto& request : in_chunks(work, [&](void* data, int count, MPI_Request* request) {
          return MPI_Ibcast(data, count, type, root, comm_, request);
        })) {
     wait(request, what, deadline);
   }
+  recorder_->completed(seq);
   if (work.data_ptr() != tensor.data_ptr()) tensor.copy_(work);
 }
 
@@ -317,7 +356,9 @@ void MpiCommunicator::barrier() {
   const std::string what = fmt::format("barrier #{}", seq);
   MPI_Request request;
   FT_CHECK_MPI(MPI_Ibarrier(comm_, &request));
+  recorder_->issued(seq, what);
   wait(request, what, Clock::now() + timeout_);
+  recorder_->completed(seq);
 }
 
 }  // namespace facetrain::dist

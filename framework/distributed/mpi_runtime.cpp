@@ -6,23 +6,106 @@
 #include <torch/cuda.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <set>
+#include <thread>
 
 #include "framework/core/error.h"
 #include "framework/distributed/deadline_guard.h"
+#include "framework/distributed/launcher_daemon.h"
 #include "framework/distributed/mpi_check.h"
 #include "framework/distributed/mpi_communicator.h"
+#include "framework/distributed/network_interface.h"
+#include "framework/distributed/peer_probe.h"
 #ifdef FACETRAIN_WITH_CUDA
 #include "framework/distributed/nccl_communicator.h"
 #endif
 #include "framework/log/logger.h"
 
 namespace facetrain::dist {
+namespace {
 
-MpiRuntime::MpiRuntime(int* argc, char*** argv, double timeout_s) : timeout_s_(timeout_s) {
+constexpr int kHostBytes = 64;
+
+// Every rank's host name in rank order: one all-gather, under the start-up deadline.
+std::vector<std::string> gather_hosts(const std::string& mine, int world, double timeout_s,
+                                      int rank) {
+  std::array<char, kHostBytes> own{};
+  mine.copy(own.data(), kHostBytes - 1);
+  std::vector<char> all(static_cast<std::size_t>(kHostBytes) * world, 0);
+  {
+    const DeadlineGuard guard("MPI_Allgather (the ranks' host names)", timeout_s, rank);
+    FT_CHECK_MPI(MPI_Allgather(own.data(), kHostBytes, MPI_CHAR, all.data(), kHostBytes,
+                               MPI_CHAR, MPI_COMM_WORLD));
+  }
+  std::vector<std::string> hosts;
+  for (int r = 0; r < world; ++r) {
+    const char* name = all.data() + static_cast<std::size_t>(r) * kHostBytes;
+    hosts.emplace_back(name, strnlen(name, kHostBytes));
+  }
+  return hosts;
+}
+
+bool thread_multiple() {
+  int provided = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&provided);
+  return provided == MPI_THREAD_MULTIPLE;
+}
+
+// An OMPI_MCA_* integer setting, or `fallback` when unset or not a number.
+long mca_integer(const char* name, long fallback) {
+  const char* text = std::getenv(name);
+  if (text == nullptr || *text == 0) return fallback;
+  char* end = nullptr;
+  const long value = std::strtol(text, &end, 10);
+  return (*end == 0 && value >= 0) ? value : fallback;
+}
+
+}  // namespace
+
+std::string describe_placement(const LaunchEnv& env) {
+  if (env.hosts.empty()) return fmt::format("{} rank(s) on {}", env.world_size, env.hostname);
+  std::vector<int> ranks(env.hosts.size());
+  std::iota(ranks.begin(), ranks.end(), 0);
+  const std::set<std::string> distinct(env.hosts.begin(), env.hosts.end());
+  return fmt::format("{} rank{} on {} host{}: {}", env.hosts.size(),
+                     env.hosts.size() == 1 ? "" : "s", distinct.size(),
+                     distinct.size() == 1 ? "" : "s", ranks_by_host(ranks, env.hosts));
+}
+
+std::optional<std::chrono::seconds> lost_host_detection() {
+  // mpirun tells its processes where it is; srun and a plain start do not.
+  if (std::getenv("OMPI_MCA_orte_hnp_uri") == nullptr) return std::nullopt;
+  // OpenMPI's defaults: 300 s idle, then 9 probes 20 s apart.
+  const long idle = mca_integer("OMPI_MCA_oob_tcp_keepalive_time", 300);
+  const long interval = mca_integer("OMPI_MCA_oob_tcp_keepalive_intvl", 20);
+  const long probes = mca_integer("OMPI_MCA_oob_tcp_keepalive_probes", 9);
+  return std::chrono::seconds(idle + interval * probes);
+}
+
+std::optional<std::string> launcher_warning(const LaunchEnv& env, double timeout_s) {
+  const std::set<std::string> distinct(env.hosts.begin(), env.hosts.end());
+  const auto detection = lost_host_detection();
+  if (distinct.size() < 2 || !detection || static_cast<double>(detection->count()) <= timeout_s) {
+    return std::nullopt;
+  }
+  return fmt::format(
+      "this job spans {} hosts under mpirun, whose daemons notice a lost host after {} s "
+      "(OpenMPI's out-of-band TCP keepalive), later than dist.timeout_s = {:g} s ends the job. "
+      "scripts/launch.sh derives the keepalive from dist.timeout_s; with plain mpirun set "
+      "OMPI_MCA_oob_tcp_keepalive_time/_intvl/_probes (docs/multi-node.md)",
+      distinct.size(), detection->count(), timeout_s);
+}
+
+MpiRuntime::MpiRuntime(int* argc, char*** argv, double timeout_s, const std::string& interface)
+    : timeout_s_(timeout_s) {
+  use_network_interface(chosen_interface(interface));
   int initialized = 0;
   FT_CHECK_MPI(MPI_Initialized(&initialized));
   if (!initialized) {
@@ -44,12 +127,16 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv, double timeout_s) : timeout_s_(t
   FT_CHECK_MPI(MPI_Comm_rank(local, &env_.local_rank));
   FT_CHECK_MPI(MPI_Comm_size(local, &env_.local_size));
   MPI_Comm_free(&local);
-  char host[256] = {0};
-  ::gethostname(host, sizeof(host) - 1);
-  env_.hostname = host;
+  env_.hostname = host_name();
+  env_.hosts = gather_hosts(env_.hostname, env_.world_size, timeout_s_, env_.rank);
+  if (env_.world_size > 1 && thread_multiple()) {
+    const DeadlineGuard guard("MPI_Comm_dup (the liveness channel)", timeout_s_, env_.rank);
+    env_.peers = std::make_shared<PeerProbe>(MPI_COMM_WORLD, env_.hosts);
+  }
 }
 
 MpiRuntime::~MpiRuntime() {
+  if (env_.peers) env_.peers->stop();
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (owns_mpi_ && !finalized) {
@@ -69,7 +156,18 @@ bool MpiRuntime::active() {
 void MpiRuntime::abort(int code) {
   std::fflush(stdout);
   std::fflush(stderr);
-  if (active()) MPI_Abort(MPI_COMM_WORLD, code);
+  // Launchers forward a rank's output asynchronously and drop what is still in flight when the
+  // job is torn down (srun loses the failing rank's own message): give it a moment.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  if (active()) {
+    if (const auto daemon = launcher_daemon()) {
+      end_unless_gone(*daemon, std::chrono::milliseconds(static_cast<int>(kAbortGrace * 1000)));
+    }
+    int rank = -1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    const DeadlineGuard guard("MPI_Abort", kAbortGrace, rank);
+    MPI_Abort(MPI_COMM_WORLD, code);
+  }
   std::_Exit(code);
 }
 
@@ -94,14 +192,15 @@ std::shared_ptr<Communicator> make_communicator(std::string_view backend, const 
     if (!MpiRuntime::active()) {
       throw ConfigError("dist.backend = \"mpi\": MPI is not initialised in this process");
     }
-    return std::make_shared<MpiCommunicator>(MPI_COMM_WORLD, timeout);
+    return std::make_shared<MpiCommunicator>(MPI_COMM_WORLD, timeout, env.peers);
   }
   if (chosen == "nccl") {
 #ifdef FACETRAIN_WITH_CUDA
     if (!MpiRuntime::active()) {
       throw ConfigError("dist.backend = \"nccl\": MPI (which bootstraps NCCL) is not initialised");
     }
-    return std::make_shared<NcclCommunicator>(MPI_COMM_WORLD, choose_device("cuda", env), timeout);
+    return std::make_shared<NcclCommunicator>(MPI_COMM_WORLD, choose_device("cuda", env), timeout,
+                                              env.peers);
 #else
     throw ConfigError(
         "dist.backend = \"nccl\": this build has no NCCL (configured without CUDA); use \"mpi\"");

@@ -20,6 +20,7 @@
 
 #include "framework/core/error.h"
 #include "framework/distributed/mpi_communicator.h"
+#include "framework/distributed/peer_probe.h"
 #include "framework/log/logger.h"
 
 namespace facetrain::dist {
@@ -118,11 +119,13 @@ struct NcclCommunicator::State {
     Clock::time_point deadline;
   };
 
-  State(ncclComm_t c, c10::Device d, int r, std::chrono::milliseconds t)
+  State(ncclComm_t c, c10::Device d, int r, std::chrono::milliseconds t,
+        std::shared_ptr<PeerProbe> p)
       : comm(c),
         device(d),
         rank(r),
         timeout(t),
+        peers(std::move(p)),
         stream(c10::cuda::getStreamFromPool(/*isHighPriority=*/true, d.index())) {
     watchdog = std::thread([this] { watch(); });
   }
@@ -186,10 +189,11 @@ struct NcclCommunicator::State {
         continue;
       }
       if (!pending.empty() && Clock::now() > pending.front().deadline) {
-        abort_locked(
-            fmt::format("{} on rank {} timed out after {:.1f} s (dist.timeout_s): "
-                        "another rank did not join",
-                        pending.front().what, rank, static_cast<double>(timeout.count()) / 1000.0));
+        const std::string who =
+            peers ? peers->account(PeerProbe::grace(timeout)) : "another rank did not join";
+        abort_locked(fmt::format("{} on rank {} timed out after {:.1f} s (dist.timeout_s): {}",
+                                 pending.front().what, rank,
+                                 static_cast<double>(timeout.count()) / 1000.0, who));
         continue;
       }
       ncclResult_t async = ncclSuccess;
@@ -207,6 +211,7 @@ struct NcclCommunicator::State {
   c10::Device device;
   int rank = 0;
   std::chrono::milliseconds timeout;
+  std::shared_ptr<PeerProbe> peers;
   c10::cuda::CUDAStream stream;
   std::mutex mutex;
   std::condition_variable changed;
@@ -258,12 +263,14 @@ class NcclCommunicator::Request final : public Work {
 };
 
 NcclCommunicator::NcclCommunicator(MPI_Comm bootstrap, c10::Device device,
-                                   std::chrono::milliseconds timeout)
+                                   std::chrono::milliseconds timeout,
+                                   std::shared_ptr<PeerProbe> peers)
     : device_(device), timeout_(timeout) {
   if (!device.is_cuda()) {
     throw DistError(fmt::format("NCCL communicator needs a CUDA device, got {}", device.str()));
   }
-  host_ = std::make_shared<MpiCommunicator>(bootstrap, timeout);
+  host_ = std::make_shared<MpiCommunicator>(bootstrap, timeout, peers);
+  peers_ = std::move(peers);
   rank_ = host_->rank();
   size_ = host_->size();
   at::Tensor id_bytes = at::zeros({static_cast<std::int64_t>(sizeof(ncclUniqueId))}, at::kByte);
@@ -287,7 +294,7 @@ NcclCommunicator::NcclCommunicator(MPI_Comm bootstrap, c10::Device device,
     ncclCommAbort(comm);
     throw;
   }
-  state_ = std::make_shared<State>(comm, device_, rank_, timeout_);
+  state_ = std::make_shared<State>(comm, device_, rank_, timeout_, peers_);
 }
 
 NcclCommunicator::NcclCommunicator(std::shared_ptr<State> state, std::shared_ptr<Communicator> host,
@@ -298,7 +305,8 @@ NcclCommunicator::NcclCommunicator(std::shared_ptr<State> state, std::shared_ptr
       rank_(rank),
       size_(size),
       device_(device),
-      timeout_(timeout) {}
+      timeout_(timeout),
+      peers_(state_->peers) {}
 
 NcclCommunicator::~NcclCommunicator() = default;
 
@@ -483,7 +491,7 @@ std::shared_ptr<Communicator> NcclCommunicator::duplicate() {
       throw DistError(state_->broken);
     }
   }
-  auto state = std::make_shared<State>(child, device_, rank_, timeout_);
+  auto state = std::make_shared<State>(child, device_, rank_, timeout_, peers_);
   return std::shared_ptr<Communicator>(
       new NcclCommunicator(std::move(state), std::move(host), rank_, size_, device_, timeout_));
 }

@@ -12,6 +12,8 @@
 
 namespace facetrain::dist {
 
+class PeerProbe;
+
 // Communicator over NCCL for CUDA tensors on this rank's GPU (one GPU per rank, GPU number =
 // local rank). Built collectively over an MPI communicator: rank 0 makes the NCCL unique id and
 // broadcasts it over MPI (with the deadline), then every rank joins a non-blocking NCCL
@@ -29,9 +31,11 @@ namespace facetrain::dist {
 // number, this rank and the timeout, and marks the communicator broken: every later call and
 // wait() throws that DistError, and the caller aborts the job (finish_with_error → MPI_Abort).
 // Tensors must be CUDA tensors on this rank's device.
+// With a `peers` probe, a timeout also names the ranks that did not answer (see PeerProbe).
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(MPI_Comm bootstrap, c10::Device device, std::chrono::milliseconds timeout);
+  NcclCommunicator(MPI_Comm bootstrap, c10::Device device, std::chrono::milliseconds timeout,
+                   std::shared_ptr<PeerProbe> peers = nullptr);
   ~NcclCommunicator() override;
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
@@ -70,6 +74,7 @@ class NcclCommunicator final : public Communicator {
   c10::Device device_;
   std::chrono::milliseconds timeout_;
   std::uint64_t sequence_ = 0;
+  std::shared_ptr<PeerProbe> peers_;
 };
 
 }  // namespace facetrain::dist

@@ -2,11 +2,22 @@
 // against its closed form in the ranks and the world size.
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <fstream>
+#include <set>
+#include <thread>
 #include <tuple>
 
 #include "framework/core/error.h"
+#include "framework/distributed/launcher_daemon.h"
+#include "framework/distributed/mpi_communicator.h"
+#include "framework/distributed/peer_probe.h"
+#include "tests/support/thrown_message.h"
 #include "tests/support/world.h"
 
 namespace facetrain {
@@ -251,6 +262,104 @@ TEST(CommunicatorTest, BarrierAndUnsupportedDtype) {
   at::Tensor b = at::zeros({3}, at::kBool);
   EXPECT_THROW(comm->all_reduce(b, ReduceOp::kMax), DistError);
   comm->barrier();
+}
+
+// --- naming what went wrong -----------------------------------------------------------------
+
+TEST(JobHealthTest, HostsAndPlacementComeWithTheLaunch) {
+  const auto& env = test::launch_env();
+  ASSERT_EQ(static_cast<int>(env.hosts.size()), env.world_size);
+  EXPECT_EQ(env.hosts.at(env.rank), env.hostname);
+  const std::string placement = dist::describe_placement(env);
+  EXPECT_EQ(placement.rfind(fmt::format("{} rank", env.world_size), 0), 0u) << placement;
+  EXPECT_NE(placement.find(env.hostname), std::string::npos) << placement;
+  // The tests run under mpirun (mpiexec): the launcher that started this rank is found.
+  const auto daemon = dist::launcher_daemon();
+  ASSERT_TRUE(daemon.has_value());
+  EXPECT_TRUE((std::set<std::string>{"mpiexec", "mpirun", "orterun", "orted"}.count(daemon->name)))
+      << daemon->name;
+  EXPECT_EQ(dist::process_start_ticks(daemon->pid), daemon->start_ticks);
+}
+
+TEST(JobHealthTest, EveryLiveRankAnswersEvenWhileItComputes) {
+  const auto peers = test::launch_env().peers;
+  if (!peers) GTEST_SKIP() << "a world of one has no peers";
+  auto world = test::world();
+  world->barrier();
+  if (world->rank() == world->size() - 1) {
+    std::this_thread::sleep_for(std::chrono::seconds(1));  // busy, outside any MPI call
+  } else if (world->rank() == 0) {
+    const auto answers = peers->ask_peers(std::chrono::seconds(5));
+    ASSERT_EQ(static_cast<int>(answers.size()), world->size() - 1);
+    for (const auto& a : answers) {
+      EXPECT_TRUE(a.answered) << "rank " << a.rank << ": " << a.status;
+      EXPECT_FALSE(a.status.empty());
+    }
+  }
+  world->barrier();
+}
+
+// Whether process `pid` is stopped (state T in /proc/PID/stat).
+bool stopped(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  std::string stat;
+  std::getline(in, stat);
+  const auto close = stat.rfind(')');
+  return close != std::string::npos && stat.substr(close + 2, 1) == "T";
+}
+
+TEST(JobHealthTest, AStoppedRankIsNamedAsSilent) {
+  const auto& env = test::launch_env();
+  if (!env.peers) GTEST_SKIP() << "a world of one has no peers";
+  if (std::set<std::string>(env.hosts.begin(), env.hosts.end()).size() != 1) {
+    GTEST_SKIP() << "the stopped rank is continued by pid: needs one host";
+  }
+  auto world = test::world();
+  const auto pids = world->host_all_gather({static_cast<std::int64_t>(::getpid())});
+  const int last = world->size() - 1;
+  world->barrier();
+  if (world->rank() == last) ::raise(SIGSTOP);  // until rank 0 continues it
+  if (world->rank() == 0) {
+    const auto pid = static_cast<pid_t>(pids.at(last));
+    for (int i = 0; i < 200 && !stopped(pid); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    const std::string account = env.peers->account(std::chrono::milliseconds(800));
+    ::kill(pid, SIGCONT);
+    EXPECT_NE(account.find(fmt::format("no answer within 0.8 s from rank {} on {}", last,
+                                       env.hosts.at(last))),
+              std::string::npos)
+        << account;
+    if (last > 1) {
+      EXPECT_NE(account.find("answered: rank 1 on "), std::string::npos) << account;
+    }
+  }
+  world->barrier();
+}
+
+TEST(JobHealthTest, ATimeoutSaysWhereTheOtherRanksAre) {
+  const auto& env = test::launch_env();
+  if (!env.peers) GTEST_SKIP() << "a world of one has no peers";
+  auto world = test::world();
+  auto comm = std::make_shared<dist::MpiCommunicator>(MPI_COMM_WORLD,
+                                                      std::chrono::milliseconds(500), env.peers);
+  at::Tensor t = at::ones({4});
+  if (world->rank() == 0) {
+    const std::string message = test::thrown_message<DistError>([&] { comm->all_reduce(t); });
+    EXPECT_NE(message.find(fmt::format("rank 0/{} on {}: all_reduce #1 (sum, Float[4]) timed out "
+                                       "after 0.5 s (dist.timeout_s): every other rank answered",
+                                       world->size(), env.hosts[0])),
+              std::string::npos)
+        << message;
+    EXPECT_NE(message.find(fmt::format("rank 1 on {} (communicator ", env.hosts[1])),
+              std::string::npos)
+        << message;
+    world->barrier();
+  } else {
+    world->barrier();
+    comm->all_reduce(t);  // late: completes rank 0's abandoned collective, so none stays open
+  }
+  world->barrier();
 }
 
 }  // namespace
