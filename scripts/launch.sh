@@ -1,21 +1,32 @@
 #!/usr/bin/env bash
 # Starts `facetrain train` on one host or many, one process per GPU (or N CPU ranks), and
-# optionally relaunches it from the latest checkpoint after a failure.
+# optionally relaunches it from the latest checkpoint, on the hosts that still answer, after a
+# failure.
 #
 #   scripts/launch.sh [-np N] [--hostfile FILE] [--gpus-per-node G] [--slurm] [--max-restarts N]
-#                     [--dry-run] -- TRAIN_ARGS...
+#                     [--interface IF] [--mca KEY VALUE]... [-x VAR[=VALUE]]... [--dry-run]
+#                     -- TRAIN_ARGS...
 #
 #   -np N             processes in all (default: G x hosts; G = GPUs of this host, or 1)
 #   --hostfile FILE   OpenMPI hostfile ("node1 slots=8" per line); G processes per host
-#   --gpus-per-node G processes (GPUs) per host
+#   --gpus-per-node G processes (GPUs) per host (under --slurm: the allocation's tasks per node)
 #   --slurm           inside an salloc/sbatch allocation: srun --mpi=pmix instead of mpirun
-#   --max-restarts N  when the job fails, relaunch it with --resume auto up to N times
+#   --max-restarts N  when the job fails, relaunch it with --resume auto up to N times, leaving
+#                     out the hosts that no longer answer
+#   --interface IF    the network interface of MPI (TCP and out-of-band) and NCCL; also
+#                     FACETRAIN_IFNAME or dist.interface in the recipe
+#   --mca KEY VALUE   an OpenMPI setting (under --slurm: exported as OMPI_MCA_KEY)
+#   -x VAR[=VALUE]    pass an environment variable to every process
 #   --dry-run         print the launch command and exit
 # NCCL_*, CUDA_VISIBLE_DEVICES, OMP_NUM_THREADS and FACETRAIN_* are passed to every process.
 # FACETRAIN_BIN overrides the binary (default: the build's app/cli/facetrain).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-np="" hostfile="" gpus="" slurm=0 restarts=0 dry=0
+say() { echo "launch.sh: $*" >&2; }
+fail() { say "$1"; exit "${2:-2}"; }
+
+np="" hostfile="" gpus="" slurm=0 restarts=0 dry=0 interface=${FACETRAIN_IFNAME:-}
+mca=() pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -np|--np) np=$2; shift 2 ;;
@@ -23,65 +34,291 @@ while [ $# -gt 0 ]; do
     --gpus-per-node) gpus=$2; shift 2 ;;
     --slurm) slurm=1; shift ;;
     --max-restarts) restarts=$2; shift 2 ;;
+    --interface) interface=$2; shift 2 ;;
+    --mca) [ $# -ge 3 ] || fail "--mca needs a key and a value"; mca+=("$2" "$3"); shift 3 ;;
+    -x) [ $# -ge 2 ] || fail "-x needs a variable"; pass+=("$2"); shift 2 ;;
     --dry-run) dry=1; shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
-    *) echo "launch.sh: unknown option '$1' (train arguments go after --)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    *) fail "unknown option '$1' (train arguments go after --)" ;;
   esac
 done
-[ $# -gt 0 ] || { echo "launch.sh: no training arguments; e.g. -- --config experiments/ms1mv3_r50.toml" >&2; exit 2; }
+[ $# -gt 0 ] || fail "no training arguments; e.g. -- --config experiments/ms1mv3_r50.toml"
+train_args=("$@")
 for n in "$np" "$gpus" "$restarts"; do
-  [[ -z "$n" || "$n" =~ ^[0-9]+$ ]] || { echo "launch.sh: '$n' is not a count" >&2; exit 2; }
+  [[ -z "$n" || "$n" =~ ^[0-9]+$ ]] || fail "'$n' is not a count"
+done
+for ((i = 0; i < ${#mca[@]}; i += 2)); do
+  [[ "${mca[i]}" =~ ^[A-Za-z0-9_]+$ ]] || fail "--mca key '${mca[i]}' is not an OpenMPI setting name"
+done
+for v in "${pass[@]}"; do
+  [[ "$v" =~ ^[A-Za-z_][A-Za-z0-9_]*(=.*)?$ ]] || fail "-x '$v' is not VAR or VAR=VALUE"
 done
 bin=${FACETRAIN_BIN:-${FACETRAIN_BUILD:-$here/../build}/app/cli/facetrain}
-[ -x "$bin" ] || { echo "launch.sh: $bin not found; run scripts/build.sh (or set FACETRAIN_BIN)" >&2; exit 2; }
+[ -x "$bin" ] || fail "$bin not found; run scripts/build.sh (or set FACETRAIN_BIN)"
+
+# --- the recipe's settings that the launcher acts on, as facetrain resolves them -------------
+config_value() {
+  local args=() a next=""
+  for a in "${train_args[@]}"; do
+    if [ -n "$next" ]; then args+=("$next" "$a"); next=""; continue; fi
+    case "$a" in
+      --config|--set) next=$a ;;
+      --config=*|--set=*) args+=("${a%%=*}" "${a#*=}") ;;
+    esac
+  done
+  "$bin" config show "${args[@]}" --key "$1" || fail "cannot read $1 from the training arguments"
+}
+timeout_s=$(config_value dist.timeout_s)
+configured_interface=$(config_value dist.interface)
+if [ -n "$configured_interface" ] && [ -n "$interface" ] && [ "$configured_interface" != "$interface" ]; then
+  fail "dist.interface = \"$configured_interface\" but --interface/FACETRAIN_IFNAME is $interface: name it in one place"
+fi
+interface=${interface:-$configured_interface}
+
+# --- the network interface: checked here, named for every transport -------------------------
+interfaces_here() { awk -F: 'NR > 2 { gsub(/ /, "", $1); print $1 }' /proc/net/dev | sort | xargs; }
+if [ -n "$interface" ]; then
+  interfaces_here | tr ' ' '\n' | grep -qx -- "$interface" ||
+    fail "network interface '$interface' does not exist on $(hostname); it has: $(interfaces_here)"
+  export FACETRAIN_IFNAME=$interface NCCL_SOCKET_IFNAME=$interface
+  mca+=(btl_tcp_if_include "$interface" oob_tcp_if_include "$interface")
+fi
+
+# --- how soon mpirun notices a host it cannot reach -------------------------------------------
+# OpenMPI's daemons talk over TCP that is idle most of the time; its keepalive (300 s, then 9
+# probes 20 s apart, by default) is how mpirun learns that a host is gone. Derived from
+# dist.timeout_s: a lost host is noticed within timeout/5 s (4 s at least, 10 s at most), so
+# mpirun ends the job itself, naming the host, before the collectives' deadline passes.
+keepalive() {
+  awk -v t="$1" 'BEGIN { d = int(t / 5 + 0.5); if (d < 4) d = 4; if (d > 10) d = 10
+    i = int(d / 5); if (i < 1) i = 1; k = d - 3 * i; if (k < 1) k = 1; print k, i, 3 }'
+}
+has_mca() {
+  local i
+  for ((i = 0; i < ${#mca[@]}; i += 2)); do [ "${mca[i]}" = "$1" ] && return 0; done
+  [ -n "$(printenv "OMPI_MCA_$1" || true)" ]
+}
+if [ "$slurm" = 0 ] && ! has_mca oob_tcp_keepalive_time; then
+  read -r ka_time ka_intvl ka_probes <<<"$(keepalive "$timeout_s")"
+  mca+=(oob_tcp_keepalive_time "$ka_time" oob_tcp_keepalive_intvl "$ka_intvl"
+    oob_tcp_keepalive_probes "$ka_probes")
+fi
+
+# --- hosts -------------------------------------------------------------------------------------
+if [ -z "$gpus" ] && [ "$slurm" = 1 ] && [[ "${SLURM_NTASKS_PER_NODE:-}" =~ ^[0-9]+$ ]]; then
+  gpus=$SLURM_NTASKS_PER_NODE  # the allocation's tasks per node (sbatch --ntasks-per-node)
+fi
 if [ -z "$gpus" ]; then
   gpus=$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true)
   [ "$gpus" -gt 0 ] || gpus=1
 fi
-hosts=1
-[ -n "$hostfile" ] && hosts=$(grep -cvE '^\s*(#|$)' "$hostfile")
-[ "$slurm" = 1 ] && [ -n "${SLURM_NNODES:-}" ] && hosts=$SLURM_NNODES
-[ -n "$np" ] || np=$((gpus * hosts))
-
-pass=()
-for v in $(env | cut -d= -f1 | grep -E '^(NCCL_|FACETRAIN_|CUDA_VISIBLE_DEVICES$|OMP_NUM_THREADS$)' || true); do
-  pass+=(-x "$v")
-done
+hosts=()
 if [ "$slurm" = 1 ]; then
-  cmd=(srun --mpi=pmix --ntasks="$np" --ntasks-per-node="$gpus" --export=ALL "$bin" train)
-  [ "$gpus" -gt 0 ] && command -v nvidia-smi >/dev/null && cmd=(srun --mpi=pmix --ntasks="$np" --ntasks-per-node="$gpus" --gpus-per-task=1 --export=ALL "$bin" train)
-else
-  cmd=(mpirun -np "$np" --bind-to none "${pass[@]}")
-  # One process per GPU on each host; more processes than that (CPU ranks) share the cores.
-  if [ "$np" -gt "$((gpus * hosts))" ]; then cmd+=(--oversubscribe); else cmd+=(--map-by "ppr:$gpus:node"); fi
-  [ -n "$hostfile" ] && cmd+=(--hostfile "$hostfile")
-  [ "$(id -u)" = 0 ] && cmd+=(--allow-run-as-root)
+  command -v srun >/dev/null || fail "--slurm: srun not found"
+  srun --mpi=list 2>&1 | grep -qw pmix ||
+    fail "--slurm: this Slurm has no PMIx plugin (srun --mpi=list shows: $(srun --mpi=list 2>&1 | grep -v '^MPI plugin' | xargs)); OpenMPI needs it to start under srun. Install it (Debian: slurm-wlm-basic-plugins) or run launch.sh without --slurm inside the allocation"
+  [ -n "${SLURM_JOB_ID:-}" ] || fail "--slurm: not inside a Slurm allocation (no SLURM_JOB_ID); use sbatch or salloc"
+  mapfile -t hosts < <(scontrol show hostnames "${SLURM_JOB_NODELIST:-}")
+  [ ${#hosts[@]} -gt 0 ] || fail "--slurm: the allocation lists no nodes (SLURM_JOB_NODELIST)"
+elif [ -n "$hostfile" ]; then
+  [ -r "$hostfile" ] || fail "hostfile $hostfile cannot be read"
+  mapfile -t hosts < <(grep -vE '^\s*(#|$)' "$hostfile" | awk '{print $1}')
+  [ ${#hosts[@]} -gt 0 ] || fail "hostfile $hostfile names no host"
+  for h in "${hosts[@]}"; do
+    [[ "$h" =~ ^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$ ]] || fail "hostfile $hostfile: '$h' is not a host name"
+  done
+fi
+# Processes per host: -np split over the hosts (one host without a hostfile), else G.
+per_host=$gpus
+if [ -n "$np" ]; then
+  n_hosts=$((${#hosts[@]} > 0 ? ${#hosts[@]} : 1))
+  [ $((np % n_hosts)) = 0 ] || fail "-np $np does not split evenly over $n_hosts hosts"
+  per_host=$((np / n_hosts))
+fi
+
+# Whether a host answers: the way mpirun reaches it (its rsh agent, ssh by default), or a
+# one-task srun step inside the allocation. Prints why not.
+probe_seconds=10
+rsh_agent() {
+  local i agent=${OMPI_MCA_plm_rsh_agent:-ssh}
+  for ((i = 0; i < ${#mca[@]}; i += 2)); do [ "${mca[i]}" = plm_rsh_agent ] && agent=${mca[i + 1]}; done
+  agent=${agent%%:*}
+  # shellcheck disable=SC2086
+  set -- $agent
+  [ "$(basename "$1")" = ssh ] && set -- "$@" -o BatchMode=yes -o ConnectTimeout=5
+  echo "$@"
+}
+probe() {
+  local out rc
+  if [ "$slurm" = 1 ]; then
+    out=$(timeout "$probe_seconds" srun --nodes=1 --ntasks=1 --nodelist="$1" --overlap --mpi=none true 2>&1 </dev/null)
+  else
+    # shellcheck disable=SC2046
+    out=$(timeout "$probe_seconds" $(rsh_agent) "$1" true 2>&1 </dev/null)
+  fi
+  rc=$?
+  [ "$rc" = 0 ] && return 0
+  if [ "$rc" = 124 ]; then
+    echo "no answer within $probe_seconds s"
+  else
+    echo "${out:-exit code $rc}" | tail -1
+  fi
+  return 1
+}
+# Probes every host at once; fills `unreachable` (host → why).
+declare -A unreachable
+probe_all() {
+  unreachable=()
+  [ ${#hosts[@]} -gt 1 ] || return 0
+  local dir h
+  dir=$(mktemp -d)
+  for h in "${hosts[@]}"; do (probe "$h" >"$dir/$h" 2>&1 || echo $? >"$dir/$h.failed") & done
+  wait
+  for h in "${hosts[@]}"; do [ -f "$dir/$h.failed" ] && unreachable[$h]=$(cat "$dir/$h"); done
+  rm -rf "$dir"
+}
+
+# --- the launch command -------------------------------------------------------------------------
+export_vars=()
+for v in $(env | cut -d= -f1 | grep -E '^(NCCL_|FACETRAIN_|CUDA_VISIBLE_DEVICES$|OMP_NUM_THREADS$)' || true); do
+  export_vars+=("$v")
+done
+for v in "${pass[@]}"; do
+  [[ "$v" == *=* ]] && export "${v%%=*}=${v#*=}"
+  export_vars+=("${v%%=*}")
+done
+current_hostfile=""
+build_command() {
+  local i n=$((per_host * (${#hosts[@]} > 0 ? ${#hosts[@]} : 1)))
+  if [ "$slurm" = 1 ]; then
+    for ((i = 0; i < ${#mca[@]}; i += 2)); do export "OMPI_MCA_${mca[i]}=${mca[i + 1]}"; done
+    cmd=(srun --mpi=pmix --nodes="${#hosts[@]}" --nodelist="$(
+      IFS=,
+      echo "${hosts[*]}"
+    )" --ntasks="$n" --ntasks-per-node="$per_host" --kill-on-bad-exit=1 --export=ALL)
+    # A failed step that spanned a lost node stays on the books (its CPUs here included) until
+    # Slurm hears from that node; a relaunch shares the CPUs with it.
+    [ "$attempt" -gt 0 ] && cmd+=(--overlap)
+    command -v nvidia-smi >/dev/null && [ "$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')" -gt 0 ] &&
+      cmd+=(--gpus-per-task=1)
+  else
+    cmd=(mpirun -np "$n" --bind-to none)
+    for v in "${export_vars[@]}"; do cmd+=(-x "$v"); done
+    for ((i = 0; i < ${#mca[@]}; i += 2)); do cmd+=(--mca "${mca[i]}" "${mca[i + 1]}"); done
+    # One process per GPU on each host; more processes than that (CPU ranks) share the cores.
+    [ "$per_host" -gt "$gpus" ] && cmd+=(--oversubscribe)
+    cmd+=(--map-by "ppr:$per_host:node")
+    [ -n "$current_hostfile" ] && cmd+=(--hostfile "$current_hostfile")
+    [ "$(id -u)" = 0 ] && cmd+=(--allow-run-as-root)
+  fi
   cmd+=("$bin" train)
+}
+# A hostfile of the hosts still in use (the user's lines for them, in the user's order).
+write_hostfile() {
+  [ -n "$hostfile" ] || return 0
+  current_hostfile=$work/hosts
+  local h
+  : >"$current_hostfile"
+  for h in "${hosts[@]}"; do
+    grep -E "^\s*$h(\s|$)" "$hostfile" | head -1 >>"$current_hostfile"
+  done
+}
+
+# Runs the job once; its stderr also goes to $work/stderr (read after a failure). Under srun, a
+# job step that has been aborted but waits for a node that does not answer (Slurm's KillWait)
+# is ended after a few seconds.
+run_once() {
+  : >"$work/stderr"
+  "${cmd[@]}" "${train_args[@]}" "${resume[@]}" 2> >(tee -a "$work/stderr" >&2) &
+  local pid=$! seen=""
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$slurm" = 1 ] && [ -z "$seen" ] && grep -q "Job step aborted" "$work/stderr"; then
+      seen=$SECONDS
+    fi
+    if [ -n "$seen" ] && [ $((SECONDS - seen)) -ge 2 ]; then
+      say "srun still waits for a node that does not answer (Slurm's KillWait): ending it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    sleep 0.5
+  done
+  local code=0
+  wait "$pid" || code=$?
+  [ "$code" = 0 ] || say "the job ended with exit code $code"
+  return "$code"
+}
+
+# What the failed job said about a host: mpirun's lost daemon, or facetrain's silent ranks.
+why_lost() {
+  local host=$1
+  if grep -q "Remote daemon: .* on node $host\$" "$work/stderr"; then
+    echo "mpirun lost its daemon there"
+  elif grep -qE "no answer within .* from .*on $host[ ,)]" "$work/stderr"; then
+    echo "its ranks did not answer a timed-out rank"
+  fi
+}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+resume=()
+# Slurm reruns the batch script of a requeued job (after a node failure, or scontrol requeue):
+# the run folder already holds this job's checkpoints, so continue from them.
+if [ "$slurm" = 1 ] && [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then
+  has_resume=0
+  for a in "${train_args[@]}"; do [[ "$a" == --resume || "$a" == --resume=* ]] && has_resume=1; done
+  if [ "$has_resume" = 0 ]; then
+    say "requeued job (SLURM_RESTART_COUNT=$SLURM_RESTART_COUNT): continuing its run folder from the latest checkpoint"
+    resume=(--resume auto)
+  fi
 fi
 
 attempt=0
-resume=()
+write_hostfile
+build_command
+if [ "$dry" = 1 ]; then
+  say "${cmd[*]} ${train_args[*]} ${resume[*]}"
+  exit 0
+fi
+probe_all
+if [ ${#unreachable[@]} -gt 0 ]; then
+  for h in "${!unreachable[@]}"; do say "host $h does not answer: ${unreachable[$h]}"; done
+  fail "not starting: every host of the job must answer at start" 1
+fi
+
 while :; do
-  echo "launch.sh: ${cmd[*]} $* ${resume[*]}" >&2
-  [ "$dry" = 1 ] && exit 0
-  set +e
-  "${cmd[@]}" "$@" "${resume[@]}"
-  code=$?
-  set -e
+  say "${cmd[*]} ${train_args[*]} ${resume[*]}"
+  code=0
+  run_once || code=$?
   [ "$code" = 0 ] && exit 0
+  # A configuration error will not fix itself.
+  [ "$code" = 2 ] && fail "usage or configuration error (exit 2); not restarting"
   if [ "$attempt" -ge "$restarts" ]; then
-    echo "launch.sh: the job failed with exit code $code$([ "$restarts" -gt 0 ] && echo " after $attempt restart(s)")" >&2
+    say "the job failed with exit code $code$([ "$restarts" -gt 0 ] && echo " after $attempt restart(s)")"
     exit "$code"
   fi
-  # A configuration error will not fix itself.
-  [ "$code" = 2 ] && { echo "launch.sh: usage or configuration error (exit 2); not restarting" >&2; exit 2; }
   attempt=$((attempt + 1))
-  echo "launch.sh: the job failed with exit code $code; restart $attempt of $restarts from the latest checkpoint" >&2
+  probe_all
+  if [ ${#unreachable[@]} -gt 0 ]; then
+    kept=()
+    for i in "${!hosts[@]}"; do
+      h=${hosts[i]}
+      if [ -n "${unreachable[$h]+x}" ]; then
+        reason=$(why_lost "$h")
+        say "dropping host $h (ranks $((i * per_host))-$((i * per_host + per_host - 1)) of the failed launch): it does not answer (${unreachable[$h]})${reason:+; $reason}"
+      else
+        kept+=("$h")
+      fi
+    done
+    [ ${#kept[@]} -gt 0 ] || fail "no host answers any more; giving up" "$code"
+    hosts=("${kept[@]}")
+    write_hostfile
+    build_command
+  fi
+  say "the job failed with exit code $code; restart $attempt of $restarts from the latest checkpoint on ${#hosts[@]} host(s), $((per_host * (${#hosts[@]} > 0 ? ${#hosts[@]} : 1))) rank(s)"
   # Continue from the latest checkpoint of the run folder, whatever --resume said at first.
   args=()
   skip=0
-  for a in "$@"; do
+  for a in "${train_args[@]}"; do
     if [ "$skip" = 1 ]; then skip=0; continue; fi
     case "$a" in
       --resume) skip=1 ;;
@@ -89,6 +326,6 @@ while :; do
       *) args+=("$a") ;;
     esac
   done
-  set -- "${args[@]}"
+  train_args=("${args[@]}")
   resume=(--resume auto)
 done
