@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the benchmarks; each prints its figures and ratios against a baseline measured
-# in the same run. usage: scripts/bench.sh [backbone|loader|fc|allreduce|eval|ijb|export|train] [ARGS...]
+# in the same run. usage: scripts/bench.sh [backbone|loader|fc|allreduce|hosts|eval|ijb|export|train] [ARGS...]
+# hosts: the all-reduce across two emulated hosts (tests/cluster/cluster.sh, needs root) against
+# the same on one host; not part of "all".
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 which=${1:-all}
@@ -8,7 +10,7 @@ which=${1:-all}
 # The benchmarks are not in the default build: build the ones this run needs, and the executable.
 case "$which" in
   all) targets=(backbone_bench loader_bench partial_fc_bench eval_bench ijb_bench export_bench facetrain) ;;
-  fc | allreduce) targets=(partial_fc_bench) ;;
+  fc | allreduce | hosts) targets=(partial_fc_bench) ;;
   train) targets=(facetrain) ;;
   *) targets=("${which}_bench" facetrain) ;;
 esac
@@ -43,6 +45,41 @@ fi
 if [ "$which" = all ] || [ "$which" = allreduce ]; then
   echo "== gradient all-reduce: buckets against one raw MPI_Allreduce, world 2"
   $mpirun_local -np 2 -x OMP_NUM_THREADS=1 "$FACETRAIN_BUILD/tests/bench/partial_fc_bench" allreduce "$@"
+fi
+if [ "$which" = hosts ]; then
+  echo "== gradient all-reduce across 2 emulated hosts (1 rank each, TCP over veth and a bridge)"
+  echo "   against 2 ranks on one host (shared memory, then TCP on loopback)"
+  cluster=$FACETRAIN_ROOT/tests/cluster/cluster.sh
+  reason=$("$cluster" check) || { echo "   skipped: $reason"; exit 0; }
+  name=bench$$
+  trap '"$cluster" down "$name"' EXIT
+  "$cluster" up "$name" 2
+  state=$("$cluster" state-dir "$name")
+  printf 'node1 slots=1\nnode2 slots=1\n' >"$state/hosts"
+  run_case() {  # label, then the command
+    local label=$1 out
+    shift
+    out=$("$@" "$FACETRAIN_BUILD/tests/bench/partial_fc_bench" allreduce "${bench_args[@]}")
+    raw=$(sed -n 's/^raw MPI_Allreduce (one buffer): *\([0-9.]*\) ms.*/\1/p' <<<"$out")
+    buckets=$(sed -n 's/^GradientReducer (buckets): *\([0-9.]*\) ms.*/\1/p' <<<"$out")
+    grep -q "sums correct" <<<"$out" || { echo "$out"; echo "   $label: WRONG sums"; exit 1; }
+    printf '   %-34s raw MPI_Allreduce %8.1f ms   buckets %8.1f ms   raw/buckets %.3f\n' \
+      "$label" "$raw" "$buckets" "$(awk -v a="$raw" -v b="$buckets" 'BEGIN { print a / b }')"
+  }
+  bench_args=("$@")
+  run_case "one host, shared memory" $mpirun_local -np 2 -x OMP_NUM_THREADS=1
+  one_raw=$raw one_buckets=$buckets
+  run_case "one host, TCP on loopback" mpirun --oversubscribe --mca btl self,tcp \
+    --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo -np 2 -x OMP_NUM_THREADS=1
+  tcp_raw=$raw tcp_buckets=$buckets
+  run_case "two hosts, TCP across the bridge" "$cluster" exec "$name" node1 env \
+    OMPI_MCA_plm_rsh_agent="$("$cluster" rsh-agent "$name")" mpirun -np 2 \
+    --hostfile "$state/hosts" --map-by ppr:1:node --mca btl self,tcp \
+    --mca btl_tcp_if_include eth0 --mca oob_tcp_if_include eth0 -x OMP_NUM_THREADS=1
+  awk -v r="$raw" -v b="$buckets" -v r1="$one_raw" -v b1="$one_buckets" -v rt="$tcp_raw" \
+    -v bt="$tcp_buckets" 'BEGIN {
+      printf "   two hosts / one host (shared memory): raw %.2fx, buckets %.2fx the time\n", r / r1, b / b1
+      printf "   two hosts / one host (TCP loopback):  raw %.2fx, buckets %.2fx the time\n", r / rt, b / bt }'
 fi
 if [ "$which" = all ] || [ "$which" = eval ]; then
   echo "== eval: verification metrics against one sort and insightface's threshold scan"

@@ -2,7 +2,8 @@
 # Installs everything facetrain needs on Debian 12, idempotently: the Debian packages (only
 # those missing), then a Python virtual environment in $FACETRAIN_CACHE (default /opt/facetrain)
 # with torch 2.11.0 (LibTorch for the C++ build) and the interop-test packages. A second run
-# checks and returns in seconds.
+# checks and returns in seconds. `setup.sh --tests` also installs what the emulated-cluster tests
+# run: Slurm (controller, node daemon, client and its PMIx plugin), munge, iproute2 and ping.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 start=$(date +%s)
@@ -11,6 +12,9 @@ packages=(build-essential cmake ninja-build ccache pkg-config git
   libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libfmt-dev libtomlplusplus-dev libcli11-dev
   libturbojpeg0-dev libjpeg-turbo-progs libonnx-dev libprotobuf-dev protobuf-compiler
   libgtest-dev nlohmann-json3-dev zlib1g-dev libstb-dev python3-venv clang libclang-rt-14-dev)
+if [ "${1:-}" = --tests ]; then
+  packages+=(slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge iproute2 iputils-ping)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
