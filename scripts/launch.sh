@@ -141,7 +141,11 @@ fi
 # one-task srun step inside the allocation. Prints why not.
 probe_seconds=10
 rsh_agent() {
-  local i agent=${OMPI_MCA_plm_rsh_agent:-ssh}
+  local i agent
+  # OpenMPI's own answer takes its parameter files and OMPI_MCA_* into account.
+  agent=$(ompi_info --parsable --param plm rsh --level 9 2>/dev/null |
+    sed -n 's/^mca:plm:rsh:param:plm_rsh_agent:value://p' | tr -d '"')
+  agent=${agent:-${OMPI_MCA_plm_rsh_agent:-ssh}}
   for ((i = 0; i < ${#mca[@]}; i += 2)); do [ "${mca[i]}" = plm_rsh_agent ] && agent=${mca[i + 1]}; done
   agent=${agent%%:*}
   # shellcheck disable=SC2086
@@ -154,8 +158,8 @@ probe() {
   if [ "$slurm" = 1 ]; then
     out=$(timeout "$probe_seconds" srun --nodes=1 --ntasks=1 --nodelist="$1" --overlap --mpi=none true 2>&1 </dev/null)
   else
-    # shellcheck disable=SC2046
-    out=$(timeout "$probe_seconds" $(rsh_agent) "$1" true 2>&1 </dev/null)
+    # shellcheck disable=SC2086
+    out=$(timeout "$probe_seconds" $agent_command "$1" true 2>&1 </dev/null)
   fi
   rc=$?
   [ "$rc" = 0 ] && return 0
@@ -168,9 +172,11 @@ probe() {
 }
 # Probes every host at once; fills `unreachable` (host → why).
 declare -A unreachable
+agent_command=""
 probe_all() {
   unreachable=()
   [ ${#hosts[@]} -gt 1 ] || return 0
+  [ "$slurm" = 1 ] || [ -n "$agent_command" ] || agent_command=$(rsh_agent)
   local dir h
   dir=$(mktemp -d)
   for h in "${hosts[@]}"; do (probe "$h" >"$dir/$h" 2>&1 || echo $? >"$dir/$h.failed") & done

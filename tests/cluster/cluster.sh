@@ -297,9 +297,11 @@ slurm_up() {
   chmod 700 "$dir/munge"
   head -c 1024 /dev/urandom >"$dir/munge/munge.key"
   chmod 400 "$dir/munge/munge.key"
-  munged --force --socket="$dir/munge/munge.socket" --key-file="$dir/munge/munge.key" \
-    --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" \
-    --seed-file="$dir/munge/munged.seed"
+  # On the controller host, like the rest of Slurm, so `down` ends it with them; its socket is a
+  # file every host sees.
+  "$self" exec "$name" ctl munged --force --socket="$dir/munge/munge.socket" \
+    --key-file="$dir/munge/munge.key" --pid-file="$dir/munge/munged.pid" \
+    --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munged.seed"
   nodes=$(grep -v '^ctl$' "$dir/hostnames" | paste -sd, -)
   cat >"$dir/slurm/slurm.conf" <<EOF
 ClusterName=ft$k

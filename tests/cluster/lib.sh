@@ -73,7 +73,7 @@ wait_gone() {
   local t0=$1 seconds=$2
   shift 2
   local end
-  end=$(awk -v a="$(now)" -v s="$seconds" 'BEGIN { print a + s }')
+  end=$(awk -v a="$(now)" -v s="$seconds" 'BEGIN { printf "%.3f", a + s }')
   while within "$(now)" "$end"; do
     if [ -z "$(job_procs "$@")" ]; then elapsed "$t0" "$(now)"; return 0; fi
     sleep 0.2
@@ -122,10 +122,18 @@ EOF
 }
 
 # --- Slurm -------------------------------------------------------------------------------------
-start_slurm() {
-  "$cluster" slurm-up "$name" "$@" || { echo "FAIL: Slurm did not start"; exit 1; }
+# A Slurm test: its folder $work (emptied), cluster NAME of N nodes with Slurm on it, the job's
+# traffic on eth0.
+start_slurm_test() {
+  local test=$1 cluster_name=$2 nodes=$3
+  work=$CLUSTER_WORK/$test
+  rm -rf "$work" && mkdir -p "$work"
+  command -v slurmctld >/dev/null ||
+    { echo "FAIL: Slurm is not installed (scripts/setup.sh --tests installs it)"; exit 1; }
+  start_cluster "$cluster_name" "$nodes"
+  "$cluster" slurm-up "$name" || { echo "FAIL: Slurm did not start"; exit 1; }
   slurm_conf=$state/slurm/slurm.conf
-  export SLURM_CONF=$slurm_conf
+  export SLURM_CONF=$slurm_conf FACETRAIN_IFNAME=eth0
 }
 # Submits docs/examples/train.sbatch (2 tasks per node, its log in $work/job-ID.out) with more
 # sbatch options before "--" and train arguments after it; prints the job id.
@@ -133,8 +141,9 @@ submit() {
   local opts=()
   while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
   shift
-  on node1 sbatch --parsable --ntasks-per-node=2 --output="$work/job-%j.out" "${opts[@]}" \
-    "$FACETRAIN_SOURCE_DIR/docs/examples/train.sbatch" "$@"
+  # Without FACETRAIN_ROOT: the script finds its checkout from where it was submitted from.
+  on node1 env -u FACETRAIN_ROOT sbatch --parsable --ntasks-per-node=2 \
+    --output="$work/job-%j.out" "${opts[@]}" "$FACETRAIN_SOURCE_DIR/docs/examples/train.sbatch" "$@"
 }
 job_field() { on ctl scontrol show job "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
 # Waits up to SECONDS for job ID to leave the queue; prints its final state.

@@ -7,12 +7,7 @@
 #     own daemon on the cut host excepted: it waits for the network), the log names the silent
 #     ranks and their host, and the job goes on on node1 alone and ends COMPLETED.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-work=$CLUSTER_WORK/slurm_faults
-rm -rf "$work" && mkdir -p "$work"
-command -v slurmctld >/dev/null || { echo "FAIL: Slurm is not installed (scripts/setup.sh installs it)"; exit 1; }
-start_cluster "sf$$" 2
-start_slurm
-export FACETRAIN_IFNAME=eth0
+start_slurm_test slurm_faults "sf$$" 2
 
 echo "--- a rank killed, relaunched inside the allocation"
 id=$(FACETRAIN_FAULT="kill@3:5" FACETRAIN_FAULT_ONCE=$work/fired \

@@ -7,12 +7,7 @@
 #   - a run whose rank fails ends FAILED, its log holding the rank's message;
 #   - a Slurm without the PMIx plugin is refused with a message before any rank starts.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-work=$CLUSTER_WORK/slurm_jobs
-rm -rf "$work" && mkdir -p "$work"
-command -v slurmctld >/dev/null || { echo "FAIL: Slurm is not installed (scripts/setup.sh installs it)"; exit 1; }
-start_cluster "sj$$" 2
-start_slurm
-export FACETRAIN_IFNAME=eth0
+start_slurm_test slurm_jobs "sj$$" 2
 
 echo "--- a good run, requeued in the middle"
 id=$(submit -- "$CLUSTER_WORK/cluster.toml" "$work/good")
