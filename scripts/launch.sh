@@ -129,12 +129,14 @@ elif [ -n "$hostfile" ]; then
     [[ "$h" =~ ^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$ ]] || fail "hostfile $hostfile: '$h' is not a host name"
   done
 fi
-# Processes per host: -np split over the hosts (one host without a hostfile), else G.
+# The hosts of the job (this one alone without a hostfile or Slurm), and its processes in all.
+host_count() { echo $((${#hosts[@]} > 0 ? ${#hosts[@]} : 1)); }
+ranks() { echo $((per_host * $(host_count))); }
+# Processes per host: -np split over the hosts, else G.
 per_host=$gpus
 if [ -n "$np" ]; then
-  n_hosts=$((${#hosts[@]} > 0 ? ${#hosts[@]} : 1))
-  [ $((np % n_hosts)) = 0 ] || fail "-np $np does not split evenly over $n_hosts hosts"
-  per_host=$((np / n_hosts))
+  [ $((np % $(host_count))) = 0 ] || fail "-np $np does not split evenly over $(host_count) hosts"
+  per_host=$((np / $(host_count)))
 fi
 
 # Whether a host answers: the way mpirun reaches it (its rsh agent, ssh by default), or a
@@ -196,7 +198,8 @@ for v in "${pass[@]}"; do
 done
 current_hostfile=""
 build_command() {
-  local i n=$((per_host * (${#hosts[@]} > 0 ? ${#hosts[@]} : 1)))
+  local i n
+  n=$(ranks)
   if [ "$slurm" = 1 ]; then
     for ((i = 0; i < ${#mca[@]}; i += 2)); do export "OMPI_MCA_${mca[i]}=${mca[i + 1]}"; done
     cmd=(srun --mpi=pmix --nodes="${#hosts[@]}" --nodelist="$(
@@ -320,7 +323,7 @@ while :; do
     write_hostfile
     build_command
   fi
-  say "the job failed with exit code $code; restart $attempt of $restarts from the latest checkpoint on ${#hosts[@]} host(s), $((per_host * (${#hosts[@]} > 0 ? ${#hosts[@]} : 1))) rank(s)"
+  say "the job failed with exit code $code; restart $attempt of $restarts from the latest checkpoint on $(host_count) host(s), $(ranks) rank(s)"
   # Continue from the latest checkpoint of the run folder, whatever --resume said at first.
   args=()
   skip=0

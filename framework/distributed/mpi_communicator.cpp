@@ -107,8 +107,6 @@ std::string next_label() {
   return fmt::format("communicator {}", created++);
 }
 
-
-
 }  // namespace
 
 MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeout,
@@ -298,9 +296,7 @@ std::vector<std::int64_t> MpiCommunicator::host_all_gather(
   FT_CHECK_MPI(MPI_Iallgather(
       values.data(), checked_count(static_cast<std::int64_t>(values.size()), what), MPI_INT64_T,
       all.data(), static_cast<int>(values.size()), MPI_INT64_T, comm_, &request));
-  recorder_->issued(seq, what);
-  wait(request, what, Clock::now() + timeout_);
-  recorder_->completed(seq);
+  Request(this, seq, what, {request}, at::Tensor(), {}, nullptr).wait();
   return all;
 }
 
@@ -323,9 +319,7 @@ at::Tensor MpiCommunicator::reduce_scatter(const at::Tensor& input, ReduceOp op)
     FT_CHECK_MPI(MPI_Ireduce_scatter_block(work.data_ptr(), out.data_ptr(),
                                            checked_count(out.numel(), what), type, mpi_op(op),
                                            comm_, &request));
-    recorder_->issued(seq, what);
-    wait(request, what, Clock::now() + timeout_);
-    recorder_->completed(seq);
+    Request(this, seq, what, {request}, out, {work}, nullptr).wait();
   }
   if (op == ReduceOp::kAvg) out.div_(size_);
   return out.to(input.scalar_type());
@@ -340,14 +334,10 @@ void MpiCommunicator::broadcast(at::Tensor& tensor, int root) {
   }
   if (tensor.numel() == 0 || size_ == 1) return;
   at::Tensor work = tensor.contiguous();
-  const auto deadline = Clock::now() + timeout_;
-  recorder_->issued(seq, what);
-  for (auto& request : in_chunks(work, [&](void* data, int count, MPI_Request* request) {
-         return MPI_Ibcast(data, count, type, root, comm_, request);
-       })) {
-    wait(request, what, deadline);
-  }
-  recorder_->completed(seq);
+  auto requests = in_chunks(work, [&](void* data, int count, MPI_Request* request) {
+    return MPI_Ibcast(data, count, type, root, comm_, request);
+  });
+  Request(this, seq, what, std::move(requests), work, {work}, nullptr).wait();
   if (work.data_ptr() != tensor.data_ptr()) tensor.copy_(work);
 }
 
@@ -356,9 +346,7 @@ void MpiCommunicator::barrier() {
   const std::string what = fmt::format("barrier #{}", seq);
   MPI_Request request;
   FT_CHECK_MPI(MPI_Ibarrier(comm_, &request));
-  recorder_->issued(seq, what);
-  wait(request, what, Clock::now() + timeout_);
-  recorder_->completed(seq);
+  Request(this, seq, what, {request}, at::Tensor(), {}, nullptr).wait();
 }
 
 }  // namespace facetrain::dist

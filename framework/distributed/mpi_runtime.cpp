@@ -67,6 +67,18 @@ long mca_integer(const char* name, long fallback) {
   return (*end == 0 && value >= 0) ? value : fallback;
 }
 
+// How long mpirun takes to notice a host it can no longer reach; unset under srun and without a
+// launcher.
+std::optional<std::chrono::seconds> lost_host_detection() {
+  // mpirun tells its processes where it is; srun and a plain start do not.
+  if (std::getenv("OMPI_MCA_orte_hnp_uri") == nullptr) return std::nullopt;
+  // OpenMPI's defaults: 300 s idle, then 9 probes 20 s apart.
+  const long idle = mca_integer("OMPI_MCA_oob_tcp_keepalive_time", 300);
+  const long interval = mca_integer("OMPI_MCA_oob_tcp_keepalive_intvl", 20);
+  const long probes = mca_integer("OMPI_MCA_oob_tcp_keepalive_probes", 9);
+  return std::chrono::seconds(idle + interval * probes);
+}
+
 }  // namespace
 
 std::string describe_placement(const LaunchEnv& env) {
@@ -77,16 +89,6 @@ std::string describe_placement(const LaunchEnv& env) {
   return fmt::format("{} rank{} on {} host{}: {}", env.hosts.size(),
                      env.hosts.size() == 1 ? "" : "s", distinct.size(),
                      distinct.size() == 1 ? "" : "s", ranks_by_host(ranks, env.hosts));
-}
-
-std::optional<std::chrono::seconds> lost_host_detection() {
-  // mpirun tells its processes where it is; srun and a plain start do not.
-  if (std::getenv("OMPI_MCA_orte_hnp_uri") == nullptr) return std::nullopt;
-  // OpenMPI's defaults: 300 s idle, then 9 probes 20 s apart.
-  const long idle = mca_integer("OMPI_MCA_oob_tcp_keepalive_time", 300);
-  const long interval = mca_integer("OMPI_MCA_oob_tcp_keepalive_intvl", 20);
-  const long probes = mca_integer("OMPI_MCA_oob_tcp_keepalive_probes", 9);
-  return std::chrono::seconds(idle + interval * probes);
 }
 
 std::optional<std::string> launcher_warning(const LaunchEnv& env, double timeout_s) {

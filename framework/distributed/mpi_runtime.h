@@ -67,14 +67,10 @@ class MpiRuntime {
   double timeout_s_;
 };
 
-// How long OpenMPI's launcher (mpirun and its daemons) takes to notice a host it can no longer
-// reach: its out-of-band TCP keepalive, time + interval x probes (the OMPI_MCA_oob_tcp_keepalive_*
-// settings mpirun passes on; scripts/launch.sh derives them from dist.timeout_s). Unset under
-// srun and without a launcher.
-std::optional<std::chrono::seconds> lost_host_detection();
-
 // A warning for a job on several hosts under an mpirun that notices a lost host later than the
-// collectives' deadline would (OpenMPI's defaults: 300 s + 9 x 20 s), or nothing.
+// collectives' deadline would, or nothing. mpirun notices from its out-of-band TCP keepalive,
+// time + interval x probes (OpenMPI's defaults: 300 s + 9 x 20 s; scripts/launch.sh derives
+// them from dist.timeout_s and mpirun passes them on as OMPI_MCA_oob_tcp_keepalive_*).
 std::optional<std::string> launcher_warning(const LaunchEnv& env, double timeout_s);
 
 // The communicator a run asked for: "local" (world of one), "mpi" (CPU tensors), "nccl" (CUDA
