@@ -16,8 +16,10 @@
 #include <fstream>
 #include <iterator>
 
+#include "framework/config/config.h"
 #include "framework/core/atomic_file.h"
 #include "framework/core/error.h"
+#include "framework/core/input_file.h"
 #include "models/torch_save_format.h"
 
 namespace facetrain::models {
@@ -118,15 +120,33 @@ std::int64_t embedding_size_in(const std::string& network,
     throw CheckpointError(
         fmt::format("{}: no 2-D {} in the weights: not a {} state dict", source, key, network));
   }
-  return it->second.size(0);
+  // The size a model is built with: within model.embedding_size's range, and a weight that holds
+  // something (a [2^31, 0] tensor would size a model from nothing).
+  const std::int64_t size = it->second.size(0);
+  const auto max_size =
+      static_cast<std::int64_t>(*ConfigSchema::instance().find("model.embedding_size")->max);
+  if (size < 1 || size > max_size || it->second.size(1) < 1) {
+    throw CheckpointError(fmt::format(
+        "{}: {} has shape [{}, {}]: an embedding of 1 to {} values from a non-empty input "
+        "expected",
+        source, key, size, it->second.size(1), max_size));
+  }
+  return size;
 }
 
+namespace {
+
+// The largest weights file read into memory: a ViT-H backbone, or one rank's Partial FC rows of
+// millions of classes with their optimizer state, fit well inside it.
+constexpr std::int64_t kMaxWeightsFileBytes = std::int64_t{64} << 30;
+
+}  // namespace
+
 std::map<std::string, at::Tensor> read_state_dict(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw CheckpointError(fmt::format("{}: cannot open the weights file", file.string()));
-  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                                        std::istreambuf_iterator<char>());
-  const SavedStateDict saved = read_torch_save(bytes.data(), bytes.size(), file.string());
+  const std::string bytes = InputFile::open_or_throw<CheckpointError>(file).read_all<CheckpointError>(
+      kMaxWeightsFileBytes, "weights file");
+  const SavedStateDict saved = read_torch_save(reinterpret_cast<const std::uint8_t*>(bytes.data()),
+                                               bytes.size(), file.string());
   // One tensor per storage, its bytes copied once; the saved tensors are views of them.
   std::vector<at::Tensor> storages;
   for (const auto& s : saved.storages) {
@@ -136,7 +156,13 @@ std::map<std::string, at::Tensor> read_state_dict(const std::filesystem::path& f
   }
   std::map<std::string, at::Tensor> out;
   for (const auto& t : saved.tensors) {
-    out[t.name] = storages[t.storage].as_strided(t.sizes, t.strides, t.offset);
+    try {
+      out[t.name] = storages[t.storage].as_strided(t.sizes, t.strides, t.offset);
+    } catch (const c10::Error& e) {
+      throw CheckpointError(fmt::format("{}: tensor '{}' of shape [{}] does not fit its storage: {}",
+                                        file.string(), t.name, fmt::join(t.sizes, ", "),
+                                        e.what_without_backtrace()));
+    }
   }
   // A model saved through DistributedDataParallel carries its wrapper's "module." on every name.
   const std::string wrapper = "module.";

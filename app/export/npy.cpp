@@ -7,7 +7,9 @@
 #include <fstream>
 #include <regex>
 
+#include "framework/core/checked.h"
 #include "framework/core/error.h"
+#include "framework/core/input_file.h"
 
 namespace facetrain::exporting {
 
@@ -33,36 +35,39 @@ void write_npy(const std::filesystem::path& file, const at::Tensor& tensor) {
 }
 
 at::Tensor read_npy(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(file.string() + ": cannot open the .npy file");
+  const InputFile in = InputFile::open_or_throw<Error>(file);
   char magic[10] = {};
-  in.read(magic, 10);
-  if (!in || std::string(magic, 6) != "\x93NUMPY" || magic[6] != 1) {
+  if (in.read_at(0, magic, 10) != 10 || std::string(magic, 6) != "\x93NUMPY" || magic[6] != 1) {
     throw Error(file.string() + ": not a version-1 .npy file");
   }
   const std::size_t length = static_cast<unsigned char>(magic[8]) |
                              (static_cast<std::size_t>(static_cast<unsigned char>(magic[9])) << 8);
   std::string header(length, '\0');
-  in.read(header.data(), static_cast<std::streamsize>(length));
+  const bool whole_header = in.read_at(10, header.data(), length) == length;
   std::smatch m;
-  if (!in || header.find("'descr': '<f4'") == std::string::npos ||
+  if (!whole_header || header.find("'descr': '<f4'") == std::string::npos ||
       header.find("'fortran_order': False") == std::string::npos ||
       !std::regex_search(header, m, std::regex(R"('shape': \(([0-9, ]*)\))"))) {
     throw Error(fmt::format("{}: expected a C-order float32 (<f4) .npy array, found header {}",
                             file.string(), header));
   }
+  // The shape, bounded by the bytes the file holds before anything is allocated.
   std::vector<std::int64_t> shape;
+  std::int64_t elements = 1;
   const std::string dims = m[1];
   const std::regex number("[0-9]+");
   for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it) {
+    if (it->str().size() > 18) throw Error(fmt::format("{}: dimension {} is too large", file.string(), it->str()));
     shape.push_back(std::stoll(it->str()));
+    elements = checked::mul<Error>(elements, shape.back(), file.string() + ": the array's size");
+  }
+  const std::int64_t data_bytes = in.size() - 10 - static_cast<std::int64_t>(length);
+  if (elements > data_bytes / 4) {
+    throw Error(fmt::format("{}: truncated: the shape promises {} float32 values, {} data bytes follow",
+                            file.string(), elements, data_bytes));
   }
   at::Tensor t = at::empty(shape, at::kFloat);
-  in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
-  if (in.gcount() != static_cast<std::streamsize>(t.nbytes())) {
-    throw Error(
-        fmt::format("{}: truncated: {} of {} data bytes", file.string(), in.gcount(), t.nbytes()));
-  }
+  in.read_at(10 + static_cast<std::int64_t>(length), static_cast<char*>(t.data_ptr()), t.nbytes());
   return t;
 }
 

@@ -2,10 +2,10 @@
 
 #include <array>
 #include <cstdint>
-#include <fstream>
-#include <sstream>
+#include <limits>
 
 #include "framework/core/error.h"
+#include "framework/core/input_file.h"
 
 namespace facetrain::exporting {
 namespace {
@@ -86,11 +86,8 @@ std::string sha256_hex(std::string_view bytes) {
 }
 
 std::string sha256_file(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(file.string() + ": cannot read the file to hash it");
-  std::ostringstream content;
-  content << in.rdbuf();
-  return sha256_hex(content.str());
+  const InputFile in = InputFile::open_or_throw<Error>(file);
+  return sha256_hex(in.read_all<Error>(std::numeric_limits<std::int64_t>::max(), "file"));
 }
 
 }  // namespace facetrain::exporting

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "framework/core/error.h"
+#include "framework/core/input_file.h"
 
 namespace facetrain::data {
 namespace detail {
@@ -108,7 +109,8 @@ H5File H5File::create(const std::filesystem::path& path) {
 H5File H5File::open(const std::filesystem::path& path) {
   silence_hdf5();
   const std::string path_ = path.string();
-  if (!std::filesystem::exists(path)) throw DataError(fmt::format("{}: no such file", path_));
+  // HDF5 opens the path itself: a FIFO or a folder is refused before it could block or misread.
+  require_regular_file<DataError>(path);
   const hid_t id = FT_CHECK_H5(H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   return H5File(id, path_);
 }
@@ -193,6 +195,30 @@ void H5File::write_attribute(const std::string& name, const std::string& value) 
   FT_CHECK_H5(rc);
 }
 
+// An enumeration over integers (numpy's bool, as h5py writes it: FALSE 0, TRUE 1) as its integer
+// values: read in the file's own enumeration type, whose bytes are the base integers.
+at::Tensor H5File::read_enum(hid_t set, hid_t space, hid_t stored,
+                             const std::vector<hsize_t>& dims, const std::string& name) const {
+  Closer base{FT_CHECK_H5(H5Tget_super(stored)), H5Tclose};
+  const std::size_t bytes = H5Tget_size(base.id);
+  const bool is_signed = H5Tget_sign(base.id) == H5T_SGN_2;
+  if (H5Tget_class(base.id) != H5T_INTEGER || (bytes != 1 && bytes != 2 && bytes != 4 && bytes != 8)) {
+    throw DataError(fmt::format("{}: /{}: an enumeration over {}-byte values, expected integers",
+                                path_, name, bytes));
+  }
+  const at::ScalarType dtype = bytes == 1 ? (is_signed ? at::kChar : at::kByte)
+                               : bytes == 2 ? at::kShort
+                               : bytes == 4 ? at::kInt
+                                            : at::kLong;
+  checked_elements(set, space, bytes, path_, name);
+  at::Tensor out = at::empty(std::vector<std::int64_t>(dims.begin(), dims.end()), dtype);
+  Closer memory{FT_CHECK_H5(H5Tget_native_type(stored, H5T_DIR_ASCEND)), H5Tclose};
+  if (out.numel() > 0) {
+    FT_CHECK_H5(H5Dread(set, memory.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data_ptr()));
+  }
+  return out;
+}
+
 at::Tensor H5File::read(const std::string& name) const {
   if (!has(name)) throw DataError(fmt::format("{}: no dataset /{}", path_, name));
   const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));
@@ -205,6 +231,7 @@ at::Tensor H5File::read(const std::string& name) const {
   at::ScalarType dtype;
   const H5T_class_t cls = H5Tget_class(stored.id);
   const std::size_t bytes = H5Tget_size(stored.id);
+  if (cls == H5T_ENUM) return read_enum(set, space.id, stored.id, dims, name);
   if (cls == H5T_FLOAT) {
     dtype = bytes == 8 ? at::kDouble : at::kFloat;
   } else if (cls == H5T_INTEGER) {
@@ -269,14 +296,30 @@ std::vector<std::string> H5File::read_strings(const std::string& name) const {
   if (H5Tget_class(stored.id) != H5T_STRING) {
     throw DataError(fmt::format("{}: /{}: expected a dataset of strings", path_, name));
   }
-  const std::int64_t n = checked_elements(
-      set, space.id, std::max<std::size_t>(1, H5Tget_size(stored.id)), path_, name);
-  Closer type{FT_CHECK_H5(H5Tcopy(H5T_C_S1)), H5Tclose};
-  FT_CHECK_H5(H5Tset_size(type.id, H5T_VARIABLE));
-  FT_CHECK_H5(H5Tset_cset(type.id, H5T_CSET_UTF8));
-  std::vector<char*> pointers(static_cast<std::size_t>(n), nullptr);
+  const std::size_t size = H5Tget_size(stored.id);
+  const std::int64_t n =
+      checked_elements(set, space.id, std::max<std::size_t>(1, size), path_, name);
   std::vector<std::string> out;
   if (n == 0) return out;
+  // The file's own character set (ASCII or UTF-8, as h5py writes either): HDF5 converts between
+  // none of them.
+  Closer type{FT_CHECK_H5(H5Tcopy(H5T_C_S1)), H5Tclose};
+  FT_CHECK_H5(H5Tset_cset(type.id, H5Tget_cset(stored.id)));
+  if (H5Tis_variable_str(stored.id) <= 0) {
+    // Fixed-length strings: n × size bytes, each padded with NULs (or spaces).
+    FT_CHECK_H5(H5Tset_size(type.id, size));
+    FT_CHECK_H5(H5Tset_strpad(type.id, H5Tget_strpad(stored.id)));
+    std::string block(static_cast<std::size_t>(n) * size, '\0');
+    FT_CHECK_H5(H5Dread(set, type.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, block.data()));
+    for (std::int64_t i = 0; i < n; ++i) {
+      std::string s = block.substr(static_cast<std::size_t>(i) * size, size);
+      s.erase(s.find_last_not_of(H5Tget_strpad(stored.id) == H5T_STR_SPACEPAD ? ' ' : '\0') + 1);
+      out.push_back(s.substr(0, s.find('\0')));
+    }
+    return out;
+  }
+  FT_CHECK_H5(H5Tset_size(type.id, H5T_VARIABLE));
+  std::vector<char*> pointers(static_cast<std::size_t>(n), nullptr);
   FT_CHECK_H5(H5Dread(set, type.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, pointers.data()));
   for (char* p : pointers) out.emplace_back(p != nullptr ? p : "");
   H5Dvlen_reclaim(type.id, space.id, H5P_DEFAULT, pointers.data());
@@ -300,6 +343,7 @@ std::string H5File::read_attribute(const std::string& name) const {
     // A variable-length string (what h5py writes for a Python str): HDF5 allocates it.
     Closer memory{FT_CHECK_H5(H5Tcopy(H5T_C_S1)), H5Tclose};
     FT_CHECK_H5(H5Tset_size(memory.id, H5T_VARIABLE));
+    FT_CHECK_H5(H5Tset_cset(memory.id, H5Tget_cset(stored.id)));  // ASCII or UTF-8, as stored
     char* text = nullptr;
     FT_CHECK_H5(H5Aread(attr, memory.id, &text));
     std::string value = text != nullptr ? std::string(text) : std::string();

@@ -13,6 +13,7 @@
 
 #include "data/image/image_limits.h"
 #include "framework/core/error.h"
+#include "framework/core/input_file.h"
 
 namespace facetrain::data {
 namespace {
@@ -62,12 +63,9 @@ std::vector<std::filesystem::path> list_image_files(const std::filesystem::path&
 }
 
 std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw DataError(fmt::format("{}: cannot open", path.string()));
-  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                                  std::istreambuf_iterator<char>());
-  if (in.bad()) throw DataError(fmt::format("{}: read error", path.string()));
-  return bytes;
+  const std::string bytes =
+      InputFile::open_or_throw<DataError>(path).read_all<DataError>(kMaxImageFileBytes, "image file");
+  return {bytes.begin(), bytes.end()};
 }
 
 }  // namespace facetrain::data

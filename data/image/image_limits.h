@@ -14,6 +14,9 @@ namespace facetrain::data {
 // refused from its header, before anything is allocated.
 inline constexpr std::int64_t kMaxImagePixels = std::int64_t{1} << 26;
 
+// The largest image file facetrain reads: an uncompressed image of kMaxImagePixels, and more.
+inline constexpr std::int64_t kMaxImageFileBytes = std::int64_t{512} << 20;
+
 // DataError naming `source` when a width × height image is empty or larger than kMaxImagePixels.
 inline void check_image_size(std::int64_t width, std::int64_t height, const std::string& source) {
   if (width < 1 || height < 1 || width > kMaxImagePixels / height) {

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "framework/core/error.h"
+#include "framework/core/input_file.h"
 
 namespace facetrain::data {
 namespace {
@@ -18,19 +19,26 @@ std::uint32_t le32(const std::uint8_t* p) {
          static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
 }
 
+// An index of 5.8 million records (insightface's largest) is some 100 MiB.
+constexpr std::int64_t kMaxIndexBytes = std::int64_t{1} << 30;
+
+// NAME.rec for NAME.rec, NAME.idx or NAME.
+std::filesystem::path record_path(const std::filesystem::path& path) {
+  std::filesystem::path stem = path;
+  if (path.extension() == ".rec" || path.extension() == ".idx") stem.replace_extension();
+  return stem.string() + ".rec";
+}
+
 }  // namespace
 
-RecordIOReader::RecordIOReader(const std::filesystem::path& path) {
-  namespace fs = std::filesystem;
-  fs::path stem = path;
-  if (path.extension() == ".rec" || path.extension() == ".idx") stem.replace_extension();
-  rec_path_ = fs::path(stem.string() + ".rec");
-  const fs::path idx_path = fs::path(stem.string() + ".idx");
-  rec_.open(rec_path_, std::ios::binary);
-  if (!rec_) throw DataError(fmt::format("{}: cannot open the record file", rec_path_.string()));
-  rec_size_ = fs::file_size(rec_path_);
-  std::ifstream idx(idx_path);
-  if (!idx) throw DataError(fmt::format("{}: cannot open the index file", idx_path.string()));
+RecordIOReader::RecordIOReader(const std::filesystem::path& path)
+    : rec_path_(record_path(path)), rec_(InputFile::open_or_throw<DataError>(rec_path_)) {
+  rec_size_ = static_cast<std::uint64_t>(rec_.size());
+  const std::filesystem::path idx_path = rec_path_.parent_path() / (rec_path_.stem().string() + ".idx");
+  const std::string text =
+      InputFile::open_or_throw<DataError>(idx_path).read_all<DataError>(kMaxIndexBytes, "RecordIO index");
+  std::istringstream idx(text);
+  std::map<std::uint64_t, std::uint64_t> key_at;  // offset -> the key listed there
   std::string line;
   std::size_t line_no = 0;
   while (std::getline(idx, line)) {
@@ -50,10 +58,21 @@ RecordIOReader::RecordIOReader(const std::filesystem::path& path) {
     if (!offsets_.emplace(key, offset).second) {
       throw DataError(fmt::format("{}:{}: key {} appears twice", idx_path.string(), line_no, key));
     }
+    if (const auto [it, fresh] = key_at.emplace(offset, key); !fresh) {
+      throw DataError(fmt::format("{}:{}: key {} has offset {}, which key {} has already: every "
+                                  "record has an offset of its own",
+                                  idx_path.string(), line_no, key, offset, it->second));
+    }
     keys_.push_back(key);
   }
   std::sort(keys_.begin(), keys_.end());
+  for (const auto& [offset, key] : key_at) starts_.push_back(offset);
   if (keys_.empty()) throw DataError(fmt::format("{}: no records listed", idx_path.string()));
+}
+
+std::uint64_t RecordIOReader::record_limit(std::uint64_t offset) const {
+  const auto next = std::upper_bound(starts_.begin(), starts_.end(), offset);
+  return next == starts_.end() ? rec_size_ : *next;
 }
 
 std::vector<std::uint8_t> RecordIOReader::read(std::uint64_t key) {
@@ -62,12 +81,12 @@ std::vector<std::uint8_t> RecordIOReader::read(std::uint64_t key) {
     throw DataError(fmt::format("{}: no record with key {}", rec_path_.string(), key));
   }
   std::uint64_t offset = it->second;
+  const std::uint64_t limit = record_limit(offset);
   std::vector<std::uint8_t> out;
   for (int part = 0;; ++part) {
     std::uint8_t header[8];
-    rec_.clear();
-    rec_.seekg(static_cast<std::streamoff>(offset));
-    if (!rec_.read(reinterpret_cast<char*>(header), 8)) {
+    if (offset + 8 > limit ||
+        rec_.read_at(static_cast<std::int64_t>(offset), reinterpret_cast<char*>(header), 8) != 8) {
       throw DataError(fmt::format("{}: record {} at offset {}: truncated header",
                                   rec_path_.string(), key, offset));
     }
@@ -86,15 +105,18 @@ std::vector<std::uint8_t> RecordIOReader::read(std::uint64_t key) {
       throw DataError(fmt::format("{}: record {} at offset {}: part {} has continuation flag {}",
                                   rec_path_.string(), key, offset, part, cflag));
     }
-    if (offset + 8 + length > rec_size_) {
+    if (offset + 8 + length > limit) {
       throw DataError(
-          fmt::format("{}: record {} at offset {}: {} bytes announced, the file ends "
-                      "first",
-                      rec_path_.string(), key, offset, length));
+          fmt::format("{}: record {} at offset {}: {} bytes announced, {} first",
+                      rec_path_.string(), key, offset, length,
+                      limit == rec_size_ ? std::string("the file ends")
+                                         : fmt::format("the next record begins at {}", limit)));
     }
     const std::size_t at = out.size();
     out.resize(at + length);
-    if (length > 0 && !rec_.read(reinterpret_cast<char*>(out.data() + at), length)) {
+    if (length > 0 &&
+        rec_.read_at(static_cast<std::int64_t>(offset + 8), reinterpret_cast<char*>(out.data() + at),
+                     length) != length) {
       throw DataError(fmt::format("{}: record {}: read failed", rec_path_.string(), key));
     }
     if (cflag == 0 || cflag == 3) break;

@@ -2,10 +2,11 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
+
+#include "framework/core/input_file.h"
 
 namespace facetrain::data {
 
@@ -22,7 +23,9 @@ struct ImageRecord {
 // Reads an MXNet/insightface RecordIO pair: NAME.rec holds records, each a 4-byte magic
 // 0xced7230a, a 4-byte (cflag << 29 | length) word and `length` bytes padded to 4; a record
 // split into parts (cflag 1 first, 2 middle, 3 last) is joined with the magic between parts, as
-// the writer cut it there. NAME.idx lists "key<TAB>offset" lines. Malformed files give
+// the writer cut it there. NAME.idx lists "key<TAB>offset" lines; every key has a record of its
+// own, ending where the next record begins (two keys at one offset, or a record running into the
+// next, are refused, so what is read never exceeds the file). Malformed files give
 // DataError naming the file, the record's key or offset, and what was expected.
 class RecordIOReader {
  public:
@@ -39,9 +42,13 @@ class RecordIOReader {
   const std::filesystem::path& rec_path() const { return rec_path_; }
 
  private:
+  // Where the record at `offset` must end: the next record's offset, or the end of the file.
+  std::uint64_t record_limit(std::uint64_t offset) const;
+
   std::filesystem::path rec_path_;
-  std::ifstream rec_;
+  InputFile rec_;
   std::uint64_t rec_size_ = 0;
+  std::vector<std::uint64_t> starts_;  // every record's offset, ascending
   std::vector<std::uint64_t> keys_;
   std::map<std::uint64_t, std::uint64_t> offsets_;
 };

@@ -1,14 +1,16 @@
 #include "data/shards/manifest.h"
 
 #include <fmt/format.h>
-#include <zlib.h>
 
-#include <fstream>
+#include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "data/image/image_limits.h"
 #include "framework/core/atomic_file.h"
+#include "framework/core/checked.h"
 #include "framework/core/error.h"
+#include "framework/core/input_file.h"
 #include "framework/serialization/json_object.h"
 
 namespace facetrain::data {
@@ -17,15 +19,19 @@ namespace {
 using nlohmann::json;
 using Object = serialization::JsonObject<DataError>;
 
+// A manifest lists shards, a few hundred bytes each: 64 MiB is some 200,000 of them.
+constexpr std::int64_t kMaxManifestBytes = std::int64_t{64} << 20;
+
 json parse(const std::filesystem::path& dir) {
   const auto path = dir / "manifest.json";
-  std::ifstream in(path);
-  if (!in) {
-    throw DataError(fmt::format("{}: no manifest (is {} a facetrain dataset folder?)",
-                                path.string(), dir.string()));
+  const InputFile file = InputFile::open(path);
+  if (!file.problem().empty()) {
+    throw DataError(fmt::format("{}: no manifest: {} (is {} a facetrain dataset folder?)",
+                                path.string(), file.problem(), dir.string()));
   }
+  const std::string text = file.read_all<DataError>(kMaxManifestBytes, "manifest");
   try {
-    return json::parse(in);
+    return json::parse(text);
   } catch (const json::exception& e) {  // parse_error, and out_of_range on number overflow
     throw DataError(fmt::format("{}: invalid JSON: {}", path.string(), e.what()));
   }
@@ -60,16 +66,27 @@ ShardInfo shard_info(const Object& s) {
   return info;
 }
 
-// The shards, whose sample counts must add up to the manifest's.
-std::vector<ShardInfo> shard_list(const Object& j, std::int64_t num_samples) {
+// The shards, each named once, whose labels lie in [0, num_classes) and whose sample counts add
+// up to the manifest's.
+std::vector<ShardInfo> shard_list(const Object& j, std::int64_t num_samples,
+                                  std::int64_t num_classes) {
   const json& list = j.array("shards");
   std::vector<ShardInfo> shards;
+  std::map<std::string, std::size_t> seen;
   std::int64_t total = 0;
   for (std::size_t i = 0; i < list.size(); ++i) {
-    shards.push_back(shard_info(Object(list[i], fmt::format("{}: shards[{}]", j.where(), i))));
-    if (__builtin_add_overflow(total, shards.back().num_samples, &total)) {
-      throw DataError(fmt::format("{}: the shards' num_samples add up beyond 2^63", j.where()));
+    const std::string where = fmt::format("{}: shards[{}]", j.where(), i);
+    const ShardInfo& s = shards.emplace_back(shard_info(Object(list[i], where)));
+    if (const auto [it, fresh] = seen.emplace(s.file, i); !fresh) {
+      throw DataError(fmt::format("{}: file \"{}\" is listed already as shards[{}]", where, s.file,
+                                  it->second));
     }
+    if (s.num_samples > 0 && (s.label_min < 0 || s.label_max < s.label_min ||
+                              s.label_max >= num_classes)) {
+      throw DataError(fmt::format("{}: labels [{}, {}] are not within [0, num_classes = {})", where,
+                                  s.label_min, s.label_max, num_classes));
+    }
+    total = checked::add<DataError>(total, s.num_samples, where + ": num_samples, in all");
   }
   if (total != num_samples) {
     throw DataError(
@@ -96,7 +113,14 @@ Manifest Manifest::read(const std::filesystem::path& dir) {
   if (m.encoding != "jpeg") {
     throw DataError(fmt::format("{}: encoding \"{}\", expected \"jpeg\"", j.where(), m.encoding));
   }
-  m.shards = shard_list(j, m.num_samples);
+  // Every class has an image: more classes than images is no dataset, and would size the
+  // classifier from nothing.
+  if (m.num_classes > std::max<std::int64_t>(m.num_samples, 1)) {
+    throw DataError(fmt::format("{}: num_classes is {}, more than the {} images (num_samples) it "
+                                "can have",
+                                j.where(), m.num_classes, m.num_samples));
+  }
+  m.shards = shard_list(j, m.num_samples, m.num_classes);
   return m;
 }
 
@@ -121,17 +145,5 @@ void Manifest::write(const std::filesystem::path& dir) const {
   write_file_atomic(dir / "manifest.json", j.dump(2) + "\n");
 }
 
-std::uint32_t file_crc32(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw DataError(fmt::format("{}: cannot open", file.string()));
-  std::vector<char> block(1 << 20);
-  uLong crc = crc32(0L, Z_NULL, 0);
-  while (in) {
-    in.read(block.data(), static_cast<std::streamsize>(block.size()));
-    const auto n = in.gcount();
-    if (n > 0) crc = crc32(crc, reinterpret_cast<const Bytef*>(block.data()), static_cast<uInt>(n));
-  }
-  return static_cast<std::uint32_t>(crc);
-}
 
 }  // namespace facetrain::data

@@ -39,7 +39,4 @@ struct Manifest {
   void write(const std::filesystem::path& dir) const;
 };
 
-// CRC-32 (the zlib polynomial) of a whole file, read in 1 MiB blocks.
-std::uint32_t file_crc32(const std::filesystem::path& file);
-
 }  // namespace facetrain::data

@@ -10,6 +10,7 @@
 
 #include "framework/core/atomic_file.h"
 #include "framework/core/error.h"
+#include "framework/core/input_file.h"
 #include "framework/core/strings.h"
 
 namespace facetrain {
@@ -166,25 +167,29 @@ std::string format_double(double v) {
   return s;
 }
 
+// `s` as a TOML basic string that reads back as `s`: quote and backslash escaped, every control
+// character (U+0000–U+001F, U+007F) as \uXXXX. TOML holds Unicode only: bytes that are not
+// UTF-8 (a path on a file system of other bytes) are written as U+FFFD each, the one loss.
 std::string quote(const std::string& s) {
   std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        out += c;
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t n = utf8_sequence_length(s, i);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7F) {
+      out += fmt::format("\\u{:04X}", c);
+    } else if (n == 0) {
+      out += "\xEF\xBF\xBD";
+      i += 1;
+      continue;
+    } else {
+      out.append(s, i, n);
+      i += n;
+      continue;
     }
+    i += 1;
   }
   return out + "\"";
 }
@@ -249,14 +254,13 @@ void Config::set_checked(const ConfigKey& key, ConfigValue value, const std::str
 }
 
 Config Config::from_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw ConfigError(fmt::format("{}: cannot open config file ({})", path.string(),
-                                  std::error_code(errno, std::generic_category()).message()));
+  const InputFile file = InputFile::open(path);
+  if (!file.problem().empty()) {
+    throw ConfigError(fmt::format("{}: cannot open config file ({})", path.string(), file.problem()));
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  return from_string(text.str(), path.string());
+  // A configuration is a page of keys; 16 MiB is no configuration.
+  return from_string(file.read_all<ConfigError>(std::int64_t{16} << 20, "config file"),
+                     path.string());
 }
 
 Config Config::from_string(std::string_view toml_text, const std::string& source_name) {

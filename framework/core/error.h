@@ -43,6 +43,13 @@ class CheckpointError : public Error {
   using Error::Error;
 };
 
+// The system failed to read or write a file for a reason that is not the file's content: a
+// permission, an I/O error, a full disk. Never a sign of damaged input: reported, not skipped.
+class IoError : public Error {
+ public:
+  using Error::Error;
+};
+
 // The process exit code the CLI uses for an exception of this kind.
 int exit_code_for(const std::exception& e) noexcept;
 

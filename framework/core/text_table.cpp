@@ -4,9 +4,10 @@
 
 #include <charconv>
 #include <cmath>
-#include <fstream>
+#include <sstream>
 
 #include "framework/core/error.h"
+#include "framework/core/input_file.h"
 
 namespace facetrain {
 
@@ -45,13 +46,16 @@ double TextRow::number(std::size_t k, std::string_view what) const {
 std::int64_t read_text_table(const std::string& file,
                              const std::function<void(const TextRow&)>& row,
                              std::int64_t skip_lines) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw DataError(fmt::format("{}: cannot open the file", file));
+  // A table (IJB-C's largest is some 40 MiB) is read whole; 2 GiB is no metadata table.
+  std::istringstream in(InputFile::open_or_throw<DataError>(file).read_all<DataError>(
+      std::int64_t{2} << 30, "metadata table"));
   TextRow r;
   r.file = &file;
   std::int64_t rows = 0;
   std::string text;
   for (r.line = 1; std::getline(in, text); ++r.line) {
+    // A UTF-8 byte-order mark (as Windows editors write) is no part of the first field.
+    if (r.line == 1 && text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);
     if (r.line <= skip_lines) continue;
     r.fields.clear();
     std::size_t i = 0;

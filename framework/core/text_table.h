@@ -25,7 +25,8 @@ struct TextRow {
 };
 
 // Calls `row` for each line of `file` holding a field: fields are separated by spaces, tabs or
-// commas; a trailing CR is ignored; lines whose first field starts with '#' are skipped, and so
+// commas; a UTF-8 byte-order mark at the start and a trailing CR are ignored; lines whose first
+// field starts with '#' are skipped, and so
 // are the first `skip_lines` lines (a header). A file that cannot be opened is a DataError.
 // Returns the rows handed over.
 std::int64_t read_text_table(const std::string& file,

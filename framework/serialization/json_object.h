@@ -67,6 +67,12 @@ class JsonObject {
     return v.template get<std::string>();
   }
 
+  const nlohmann::json& object(const char* key) const {
+    const nlohmann::json& v = at(key);
+    if (!v.is_object()) wrong_type(key, v, "an object");
+    return v;
+  }
+
   const nlohmann::json& array(const char* key) const {
     const nlohmann::json& v = at(key);
     if (!v.is_array()) wrong_type(key, v, "an array");

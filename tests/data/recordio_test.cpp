@@ -147,6 +147,20 @@ TEST_F(RecordIOTest, GarbageAndBrokenIndexAreClearErrors) {
     }
   }
   EXPECT_NE(last_error.find("the file ends first"), std::string::npos) << last_error;
+  // Keys sharing one offset would read one record once per key, more than the file holds.
+  std::ofstream(root_ / "shared.idx") << "0\t0\n1\t0\n";
+  fs::copy_file(root_ / "train.rec", root_ / "shared.rec");
+  EXPECT_NE(test::thrown_message<DataError>([&] {
+              RecordIOReader r(root_ / "shared.rec");
+            }).find("shared.idx:2: key 1 has offset 0, which key 0 has already"),
+            std::string::npos);
+  // A record that runs into the next one indexed is refused, not read twice.
+  std::ofstream(root_ / "overlap.idx") << "0\t0\n1\t8\n";
+  fs::copy_file(root_ / "train.rec", root_ / "overlap.rec");
+  RecordIOReader overlap(root_ / "overlap.rec");
+  EXPECT_NE(test::thrown_message<DataError>([&] { overlap.read(0); })
+                .find("the next record begins at 8"),
+            std::string::npos);
 }
 
 }  // namespace

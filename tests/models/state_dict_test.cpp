@@ -3,6 +3,7 @@
 // trip. Damaged and mismatched files give errors naming the file and the keys.
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <torch/nn.h>
 #include <unistd.h>
 
@@ -115,7 +116,18 @@ TEST_F(StateDictTest, DamagedAndForeignFilesAreClearErrors) {
       << truncated;
   EXPECT_NE(checkpoint_error([&] {
               read_state_dict(dir_ / "nope.pt");
-            }).find("nope.pt: cannot open the weights file"),
+            }).find("nope.pt: no such file"),
+            std::string::npos);
+  // A FIFO (no writer: reading it would wait forever) and a folder are named, not read.
+  ASSERT_EQ(::mkfifo((dir_ / "fifo.pt").c_str(), 0600), 0);
+  EXPECT_NE(checkpoint_error([&] {
+              read_state_dict(dir_ / "fifo.pt");
+            }).find("fifo.pt: a FIFO (named pipe), expected a regular file"),
+            std::string::npos);
+  fs::create_directories(dir_ / "folder.pt");
+  EXPECT_NE(checkpoint_error([&] {
+              read_state_dict(dir_ / "folder.pt");
+            }).find("folder.pt: a folder, expected a regular file"),
             std::string::npos);
 
   // Another network's weights: the keys are listed.
