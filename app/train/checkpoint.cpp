@@ -3,21 +3,20 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <torch/serialize.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
 #include <limits>
 #include <map>
-#include <nlohmann/json.hpp>
-#include <sstream>
 
+#include "app/train/optimizer_state.h"
 #include "framework/core/atomic_file.h"
+#include "framework/core/checksum.h"
+#include "framework/core/checked.h"
+#include "framework/core/input_file.h"
 #include "framework/core/error.h"
 #include "framework/core/run_layout.h"
 #include "framework/log/logger.h"
-#include "framework/serialization/json_object.h"
 #include "models/state_dict.h"
 
 namespace facetrain::train {
@@ -31,56 +30,6 @@ void fsync_dir(const fs::path& dir) {
     ::fsync(fd);
     ::close(fd);
   }
-}
-
-std::string state_json(const TrainState& s) {
-  nlohmann::json j;
-  j["format"] = "facetrain-checkpoint";
-  j["version"] = 1;
-  j["step"] = s.step;
-  j["epoch"] = s.epoch;
-  j["consumed"] = s.consumed;
-  j["loss_scale"] = s.loss_scale;
-  j["good_steps"] = s.good_steps;
-  j["nonfinite_steps"] = s.nonfinite_steps;
-  j["global_batch"] = s.global_batch;
-  j["world_size"] = s.world_size;
-  j["num_classes"] = s.num_classes;
-  j["seed"] = s.seed;
-  return j.dump(2) + "\n";
-}
-
-TrainState read_state(const fs::path& file) {
-  std::ifstream in(file);
-  if (!in) throw CheckpointError(fmt::format("{}: missing", file.string()));
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const std::exception& e) {
-    throw CheckpointError(fmt::format("{}: not valid JSON: {}", file.string(), e.what()));
-  }
-  const auto format = j.is_object() && j.contains("format") && j["format"].is_string()
-                          ? j["format"].get<std::string>()
-                          : std::string("none");
-  if (format != "facetrain-checkpoint") {
-    throw CheckpointError(fmt::format("{}: not a facetrain checkpoint state (format '{}')",
-                                      file.string(), format));
-  }
-  // What a run can hold: positions and counts from 0, sizes from 1, a finite loss scale.
-  const serialization::JsonObject<CheckpointError> state(j, file.string());
-  constexpr auto kMax = std::numeric_limits<std::int64_t>::max();
-  TrainState s;
-  s.step = state.integer<std::int64_t>("step", 0);
-  s.epoch = state.integer<std::int64_t>("epoch", 0);
-  s.consumed = state.integer<std::int64_t>("consumed", 0);
-  s.loss_scale = state.number("loss_scale", 0, std::numeric_limits<double>::max());
-  s.good_steps = state.integer<std::int64_t>("good_steps", 0);
-  s.nonfinite_steps = state.integer<std::int64_t>("nonfinite_steps", 0);
-  s.global_batch = state.integer<std::int64_t>("global_batch", 1, kMax);
-  s.world_size = state.integer<int>("world_size", 1, std::numeric_limits<int>::max());
-  s.num_classes = state.integer<std::int64_t>("num_classes", 1, kMax);
-  s.seed = state.integer<std::int64_t>("seed");
-  return s;
 }
 
 struct FcFile {
@@ -156,23 +105,35 @@ void save_checkpoint(const fs::path& run_dir, const TrainState& state,
     fs::create_directories(tmp.dir);
   }
   comm.barrier();
+  // Each rank's classifier file; its size and checksum go to rank 0 for state.json.
+  std::vector<std::int64_t> fc_record;
   {
     models::NamedTensors tensors;
     for (const auto& [key, t] : fc.state()) tensors.emplace_back(key, t);
     const auto r = fc.range();
-    models::write_state_dict(tmp.fc(r.lo, r.hi), tensors);
+    const std::string bytes = models::state_dict_bytes(tensors);
+    write_file_atomic(tmp.fc(r.lo, r.hi), bytes);
+    fc_record = {r.lo, r.hi, static_cast<std::int64_t>(bytes.size()), crc32_of(bytes)};
   }
   FaultInjection::process().at(comm.rank(), "checkpoint");
-  comm.barrier();
+  const std::vector<std::int64_t> fc_records = comm.host_all_gather(fc_record);
   if (comm.rank() == 0) {
-    models::write_state_dict(tmp.backbone(), models::state_dict(backbone));
-    std::ostringstream archive;
-    torch::save(optimizer, archive);
-    write_file_atomic(tmp.optimizer(), archive.str());
+    FileRecords files;
+    const auto write = [&](const fs::path& file, const std::string& bytes) {
+      write_file_atomic(file, bytes);
+      files[file.filename().string()] = {static_cast<std::int64_t>(bytes.size()), crc32_of(bytes)};
+    };
+    for (std::size_t r = 0; r + 3 < fc_records.size(); r += 4) {
+      files[tmp.fc(fc_records[r], fc_records[r + 1]).filename().string()] = {
+          fc_records[r + 2], static_cast<std::uint32_t>(fc_records[r + 3])};
+    }
+    write(tmp.backbone(), models::state_dict_bytes(models::state_dict(backbone)));
+    write(tmp.optimizer(), models::state_dict_bytes(optimizer_state(optimizer)));
     const models::NamedTensors head = models::state_dict(fc.head());
-    if (!head.empty()) models::write_state_dict(tmp.head(), head);
-    write_file_atomic(tmp.state(), state_json(state));
-    config.save(tmp.config());
+    if (!head.empty()) write(tmp.head(), models::state_dict_bytes(head));
+    write(tmp.config(), config.to_toml());
+    // Last: a state.json is there only once every file it lists is.
+    write_file_atomic(tmp.state(), state_json({state, files}));
     fsync_dir(tmp.dir);
     // A folder of the same step (a resumed run reaching it again) is replaced only once the new
     // one is complete.
@@ -212,48 +173,162 @@ std::string first_nonfinite(const std::map<std::string, at::Tensor>& tensors,
 
 }  // namespace
 
-std::string checkpoint_problem(const fs::path& dir, models::BackboneImpl& backbone,
-                               std::int64_t num_classes) {
+namespace {
+
+// Raises on every rank when one of them reports a problem with the agreed folder `dir`.
+void agree_usable(dist::Communicator& comm, const std::string& problem, const std::string& resume,
+                  const fs::path& dir) {
+  const auto ok = comm.host_all_gather({problem.empty() ? 1 : 0});
+  for (std::size_t r = 0; r < ok.size(); ++r) {
+    if (ok[r] == 0) {
+      throw CheckpointError(fmt::format(
+          "--resume {}: rank 0 chose {}, which rank {} cannot use{}{}: every rank must see the "
+          "same checkpoint (a run folder shared by all hosts)",
+          resume, dir.string(), r, problem.empty() ? "" : ": ", problem));
+    }
+  }
+}
+
+// A damaged checkpoint's reason: the errors a checkpoint's own content raises. Anything else (an
+// I/O error, a permission, an allocation failure) passes on: trouble is reported, not skipped.
+template <class Check>
+std::string damage(const Check& check) {
   try {
-    if (!fs::is_directory(dir)) return "not a folder";
-    const CheckpointLayout files{dir};
-    for (const char* file : CheckpointLayout::kFiles) {
-      if (!fs::exists(dir / file)) return fmt::format("{} is missing", file);
-    }
-    const TrainState state = read_state(files.state());
-    if (state.num_classes != num_classes) {
-      return fmt::format("it has {} classes, the run {}", state.num_classes, num_classes);
-    }
-    const auto weights = models::read_state_dict(files.backbone());
-    // Shapes and names against the backbone, without changing it.
-    auto probe = models::make_backbone(
-        backbone.network(), models::BackboneOptions().embedding_size(backbone.embedding_size()));
-    models::load_state_dict(*probe, weights, files.backbone().string());
-    // A diverged run's weights are no place to resume from.
-    std::string poisoned = first_nonfinite(weights, "backbone.pt");
-    for (const auto& f : fc_files(dir, num_classes)) {
-      if (poisoned.empty()) {
-        poisoned = first_nonfinite(models::read_state_dict(f.path), f.path.filename().string());
-      }
-    }
-    if (poisoned.empty() && fs::exists(files.head())) {
-      poisoned = first_nonfinite(models::read_state_dict(files.head()), "head.pt");
-    }
-    if (!poisoned.empty()) return poisoned;
-    Config::from_file(files.config());
-  } catch (const std::exception& e) {
+    check();
+  } catch (const CheckpointError& e) {
+    return e.what();
+  } catch (const ConfigError& e) {
+    return e.what();
+  } catch (const DataError& e) {
     return e.what();
   }
   return {};
 }
 
+// The fc-LO-HI.pt files in `dir` (by name).
+std::vector<std::string> fc_names(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (CheckpointLayout::fc_range(name)) names.push_back(name);
+  }
+  return names;
+}
+
+// state.json against the folder's name, the run and the files beside it; throws CheckpointError.
+StateFile check_summary(const fs::path& dir, const RunShape& run) {
+  if (!fs::is_directory(dir)) throw CheckpointError(fmt::format("{}: not a folder", dir.string()));
+  const CheckpointLayout files{dir};
+  const StateFile saved = read_state(files.state());
+  const TrainState& s = saved.state;
+  const std::string where = files.state().string();
+  if (const auto number = RunLayout::step_number(dir.filename().string());
+      number && *number != s.step) {
+    throw CheckpointError(
+        fmt::format("{}: step {}, but the folder is {}", where, s.step, dir.filename().string()));
+  }
+  if (s.num_classes != run.num_classes) {
+    throw CheckpointError(
+        fmt::format("{}: it has {} classes, the run {}", where, s.num_classes, run.num_classes));
+  }
+  if (run.dataset_size > 0 && s.consumed > run.dataset_size) {
+    throw CheckpointError(fmt::format(
+        "{}: key \"consumed\" = {} is past the end of an epoch of the dataset ({} samples)", where,
+        s.consumed, run.dataset_size));
+  }
+  for (const char* name : CheckpointLayout::kFiles) {
+    if (name != std::string("state.json") && saved.files.count(name) == 0) {
+      throw CheckpointError(fmt::format("{}: files does not list {}", where, name));
+    }
+  }
+  const std::vector<std::string> fc = fc_names(dir);
+  for (const auto& name : fc) {
+    if (saved.files.count(name) == 0) {
+      throw CheckpointError(fmt::format("{}: {} is beside it but not listed", where, name));
+    }
+  }
+  const auto listed_fc = std::count_if(saved.files.begin(), saved.files.end(), [](const auto& f) {
+    return CheckpointLayout::fc_range(f.first).has_value();
+  });
+  if (listed_fc != s.world_size) {
+    throw CheckpointError(fmt::format(
+        "{}: world_size {}, but {} classifier files are listed (one per rank)", where,
+        s.world_size, listed_fc));
+  }
+  for (const auto& [name, record] : saved.files) {
+    const InputFile f = InputFile::open(dir / name);
+    if (!f.problem().empty()) {
+      throw CheckpointError(fmt::format("{}: {} (listed in state.json)", (dir / name).string(),
+                                        f.problem()));
+    }
+    if (f.size() != record.bytes) {
+      throw CheckpointError(fmt::format("{}: {} bytes, state.json lists {} (truncated or replaced)",
+                                        (dir / name).string(), f.size(), record.bytes));
+    }
+  }
+  fc_files(dir, run.num_classes);  // they cover the classes exactly
+  return saved;
+}
+
+// The trainable parameters of a backbone: those its optimizer steps.
+std::vector<at::Tensor> trainable(models::BackboneImpl& backbone) {
+  std::vector<at::Tensor> params;
+  for (const auto& p : backbone.parameters()) {
+    if (p.requires_grad()) params.push_back(p);
+  }
+  return params;
+}
+
+// Every file's checksum and content; throws CheckpointError (or ConfigError) on damage.
+void check_contents(const fs::path& dir, const StateFile& saved, models::BackboneImpl& backbone) {
+  const CheckpointLayout files{dir};
+  for (const auto& [name, record] : saved.files) {
+    const std::uint32_t crc = file_crc32<CheckpointError>(dir / name);
+    if (crc != record.crc32) {
+      throw CheckpointError(fmt::format("{}: checksum {:08x}, state.json lists {:08x}",
+                                        (dir / name).string(), crc, record.crc32));
+    }
+  }
+  const auto weights = models::read_state_dict(files.backbone());
+  // Shapes and names against the backbone, without changing it.
+  auto probe = models::make_backbone(
+      backbone.network(), models::BackboneOptions().embedding_size(backbone.embedding_size()));
+  models::load_state_dict(*probe, weights, files.backbone().string());
+  const std::string optimizer = optimizer_state_problem(
+      models::read_state_dict(files.optimizer()), trainable(*probe), files.optimizer().string());
+  if (!optimizer.empty()) throw CheckpointError(optimizer);
+  // A diverged run's weights are no place to resume from.
+  std::string poisoned = first_nonfinite(weights, "backbone.pt");
+  for (const auto& f : fc_files(dir, saved.state.num_classes)) {
+    if (poisoned.empty()) {
+      poisoned = first_nonfinite(models::read_state_dict(f.path), f.path.filename().string());
+    }
+  }
+  if (poisoned.empty() && fs::exists(files.head())) {
+    poisoned = first_nonfinite(models::read_state_dict(files.head()), "head.pt");
+  }
+  if (!poisoned.empty()) throw CheckpointError(poisoned);
+  Config::from_file(files.config());
+}
+
+}  // namespace
+
+std::string checkpoint_summary_problem(const fs::path& dir, const RunShape& run) {
+  return damage([&] { check_summary(dir, run); });
+}
+
+std::string checkpoint_problem(const fs::path& dir, models::BackboneImpl& backbone,
+                               const RunShape& run) {
+  return damage([&] { check_contents(dir, check_summary(dir, run), backbone); });
+}
+
 std::optional<fs::path> find_resume_checkpoint(const fs::path& run_dir, const std::string& resume,
                                                models::BackboneImpl& backbone,
-                                               std::int64_t num_classes) {
+                                               const RunShape& run) {
   if (resume != "auto") {
     const auto found = find_checkpoint(resume);
     const fs::path dir = found ? found->dir : fs::path(resume);
-    const std::string problem = checkpoint_problem(dir, backbone, num_classes);
+    const std::string problem = checkpoint_problem(dir, backbone, run);
     if (!problem.empty()) {
       throw CheckpointError(
           fmt::format("--resume {}: not a usable checkpoint: {}", resume, problem));
@@ -265,61 +340,67 @@ std::optional<fs::path> find_resume_checkpoint(const fs::path& run_dir, const st
   const auto steps = step_folders(root);
   for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
     const fs::path& dir = it->second;
-    const std::string problem = checkpoint_problem(dir, backbone, num_classes);
+    const std::string problem = checkpoint_problem(dir, backbone, run);
     if (problem.empty()) return dir;
     log::warn("skipping damaged checkpoint {}: {}", dir.string(), problem);
+  }
+  if (!steps.empty()) {
+    throw CheckpointError(fmt::format(
+        "--resume auto: none of the {} checkpoints in {} is usable (the reasons are above); "
+        "starting afresh would write over the run: move them away, or name another --output",
+        steps.size(), root.string()));
   }
   return std::nullopt;
 }
 
 std::optional<fs::path> agree_resume_checkpoint(const fs::path& run_dir, const std::string& resume,
                                                 models::BackboneImpl& backbone,
-                                                std::int64_t num_classes,
-                                                dist::Communicator& comm) {
-  // Rank 0 decides (its step number, −1 for none); the others take its choice and check it.
+                                                const RunShape& run, dist::Communicator& comm) {
+  // Rank 0 decides (1: found, 0: none, -1: it failed); the others take its choice and check
+  // the chosen folder's summary.
   std::optional<fs::path> mine;
-  if (comm.rank() == 0) mine = find_resume_checkpoint(run_dir, resume, backbone, num_classes);
-  const std::optional<std::int64_t> own_step =
-      mine ? RunLayout::step_number(mine->filename().string()) : std::nullopt;
-  const std::int64_t chosen = comm.host_all_gather({mine ? own_step.value_or(-2) : -1})[0];
-  if (chosen == -1) return std::nullopt;
-  if (chosen == -2 || resume != "auto") {
-    // A checkpoint folder named on the command line: every rank was given the same path.
-    const auto same = find_resume_checkpoint(run_dir, resume, backbone, num_classes);
-    return same;
-  }
-  const fs::path dir = RunLayout{run_dir}.step(chosen).dir;
-  const std::string problem =
-      comm.rank() == 0 ? std::string() : checkpoint_problem(dir, backbone, num_classes);
-  const auto ok = comm.host_all_gather({problem.empty() ? 1 : 0});
-  for (std::size_t r = 0; r < ok.size(); ++r) {
-    if (ok[r] == 0) {
-      throw CheckpointError(fmt::format(
-          "--resume {}: rank 0 chose {}, which rank {} cannot use{}{}: every rank must see the "
-          "same checkpoint (a run folder shared by all hosts)",
-          resume, dir.string(), r, problem.empty() ? "" : ": ", problem));
+  std::string failure;
+  if (comm.rank() == 0) {
+    try {
+      mine = find_resume_checkpoint(run_dir, resume, backbone, run);
+    } catch (const Error& e) {
+      failure = e.what();  // every rank raises it below, not only rank 0
     }
   }
+  const std::int64_t verdict =
+      comm.host_all_gather({!failure.empty() ? -1 : mine ? 1 : 0})[0];
+  if (verdict == -1) {
+    if (comm.rank() == 0) throw CheckpointError(failure);
+    throw CheckpointError("rank 0 found no usable checkpoint to resume from (its log says why)");
+  }
+  if (verdict == 0) return std::nullopt;
+  // The same folder on every rank: the run's newest usable step (the same number everywhere),
+  // or the one named on the command line.
+  const std::int64_t step = comm.host_all_gather(
+      {mine ? RunLayout::step_number(mine->filename().string()).value_or(-1) : -1})[0];
+  fs::path dir;
+  if (comm.rank() == 0) {
+    dir = *mine;
+  } else if (resume == "auto") {
+    dir = RunLayout{run_dir}.step(step).dir;
+  } else {
+    const auto found = find_checkpoint(resume);
+    dir = found ? found->dir : fs::path(resume);
+  }
+  const std::string problem =
+      comm.rank() == 0 ? std::string() : checkpoint_summary_problem(dir, run);
+  agree_usable(comm, problem, resume, dir);
   return dir;
 }
 
 TrainState load_checkpoint(const fs::path& dir, models::BackboneImpl& backbone,
                            torch::optim::Optimizer& optimizer, losses::PartialFC& fc) {
   const CheckpointLayout files{dir};
-  const TrainState state = read_state(files.state());
+  const TrainState state = read_state(files.state()).state;
   models::load_state_dict(backbone, models::read_state_dict(files.backbone()),
                           files.backbone().string());
-  {
-    std::ifstream in(files.optimizer(), std::ios::binary);
-    std::stringstream bytes;
-    bytes << in.rdbuf();
-    try {
-      torch::load(optimizer, bytes);
-    } catch (const std::exception& e) {
-      throw CheckpointError(fmt::format("{}: the optimizer state does not load: {}",
-                                        files.optimizer().string(), e.what()));
-    }
-  }
+  load_optimizer_state(optimizer, models::read_state_dict(files.optimizer()),
+                       files.optimizer().string());
   // This rank's rows, from whichever files hold them.
   const auto mine = fc.range();
   std::map<std::string, std::vector<at::Tensor>> pieces;

@@ -19,6 +19,7 @@
 #include "data/shards/sharded_dataset.h"
 #include "framework/core/autocast.h"
 #include "framework/core/compute_threads.h"
+#include "framework/core/checked.h"
 #include "framework/core/error.h"
 #include "framework/core/host_to_device.h"
 #include "framework/core/mix.h"
@@ -155,7 +156,8 @@ std::optional<std::int64_t> resume_run(const fs::path& run_dir, const std::strin
                                        const data::FaceLoader& loader, dist::Communicator& comm) {
   if (resume.empty()) return std::nullopt;
   const auto from =
-      agree_resume_checkpoint(run_dir, resume, *model.backbone, state.num_classes, comm);
+      agree_resume_checkpoint(run_dir, resume, *model.backbone,
+                              RunShape{state.num_classes, loader.dataset_size()}, comm);
   if (!from) {
     log::info("--resume {}: no checkpoint in {}, starting from scratch", resume, run_dir.string());
     return std::nullopt;
@@ -167,8 +169,11 @@ std::optional<std::int64_t> resume_run(const fs::path& run_dir, const std::strin
   // batch) continues the same epoch without repeating or skipping samples.
   state.step = saved.global_batch == state.global_batch
                    ? saved.step
-                   : state.epoch * loader.steps_per_epoch() +
-                         loader.steps_before({state.epoch, state.consumed});
+                   : checked::add<CheckpointError>(
+                         checked::mul<CheckpointError>(state.epoch, loader.steps_per_epoch(),
+                                                       from->string() + ": epoch x steps"),
+                         loader.steps_before({state.epoch, state.consumed}),
+                         from->string() + ": the step");
   step.scaler().restore(saved.loss_scale, saved.good_steps);
   step.restore_skipped(saved.nonfinite_steps);
   log::info(

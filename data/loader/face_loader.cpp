@@ -60,6 +60,8 @@ std::int64_t FaceLoader::steps_per_epoch() const {
   return dataset_->size() / (options_.world_size * options_.batch_size);
 }
 
+std::int64_t FaceLoader::dataset_size() const { return dataset_->size(); }
+
 std::int64_t FaceLoader::steps_before(const LoaderState& position) const {
   const std::int64_t left = std::max<std::int64_t>(0, dataset_->size() - position.consumed);
   return steps_per_epoch() - left / (options_.world_size * options_.batch_size);

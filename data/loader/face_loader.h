@@ -71,6 +71,8 @@ class FaceLoader {
   FaceLoader& operator=(const FaceLoader&) = delete;
 
   std::int64_t steps_per_epoch() const;
+  // The samples of an epoch (the dataset's, before the last partial global batch is dropped).
+  std::int64_t dataset_size() const;
   // The steps of an epoch before `position` (also one written at another world size): the
   // epoch's steps less the full global batches left after it, so the next epoch starts at a
   // multiple of steps_per_epoch().

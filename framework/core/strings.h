@@ -21,4 +21,12 @@ inline bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
+// The length of the well-formed UTF-8 sequence starting at s[i] (1 to 4), or 0 when the bytes
+// there are not one (a stray continuation byte, an overlong form, a surrogate, a truncated
+// sequence, a code point past U+10FFFF).
+std::size_t utf8_sequence_length(std::string_view s, std::size_t i);
+
+// Whether all of `s` is well-formed UTF-8.
+bool is_utf8(std::string_view s);
+
 }  // namespace facetrain
