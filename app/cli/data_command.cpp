@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "app/cli/option_ranges.h"
 #include "app/cli/commands.h"
 #include "data/image/align_folder.h"
 #include "data/recordio/recordio_packer.h"
@@ -146,9 +147,9 @@ void add_pack(CLI::App* data, Actions& out) {
   pack->add_option("--input", pack_args->input, "The source")->required();
   pack->add_option("--out", pack_args->out, "The dataset folder to create")->required();
   pack->add_option("--shard-size", pack_args->shard_size, "Images per shard")
-      ->check(CLI::PositiveNumber);
+      ->check(shard_size_range());
   pack->add_option("--image-size", pack_args->image_size, "Side of the aligned faces")
-      ->check(CLI::PositiveNumber);
+      ->check(image_side_range());
   pack->add_flag("--resize", pack_args->resize,
                  "Resize images of another size (and re-encode them) instead of failing");
   pack->add_option("--landmarks", pack_args->landmarks,
@@ -169,24 +170,24 @@ void add_synth(CLI::App* data, Actions& out) {
   auto synth_args = std::make_shared<SynthArgs>();
   synth->add_option("--identities", synth_args->options.identities, "Training identities")
       ->required()
-      ->check(CLI::PositiveNumber);
+      ->check(synth_count_range(1));
   synth->add_option("--per-identity", synth_args->options.per_identity, "Images per identity")
       ->required()
-      ->check(CLI::PositiveNumber);
+      ->check(synth_count_range(1));
   synth->add_option("--out", synth_args->out, "The dataset folder to create")->required();
   synth
       ->add_option("--pairs", synth_args->options.pairs,
                    "Verification pairs (half same, half different identity)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(synth_count_range(0));
   synth->add_option("--pairs-out", synth_args->pairs_out, "Verification-set file (.h5)");
   synth
       ->add_option("--heldout-identities", synth_args->options.heldout_identities,
                    "Identities for the pairs, none of them in the training set (default: "
                    "max(10, identities/5))")
-      ->check(CLI::NonNegativeNumber);
+      ->check(synth_count_range(0));
   synth->add_option("--seed", synth_args->options.seed, "Everything is a function of it");
   synth->add_option("--shard-size", synth_args->options.shard_size, "Images per shard")
-      ->check(CLI::PositiveNumber);
+      ->check(shard_size_range());
   out.emplace_back(synth, [synth_args] { return run_synth(*synth_args); });
 }
 
@@ -249,7 +250,7 @@ void add_align(CLI::App* data, Actions& out) {
       ->check(CLI::ExistingFile);
   align->add_option("--out", align_args->out, "Folder for the aligned faces")->required();
   align->add_option("--size", align_args->options.size, "Side of the aligned faces")
-      ->check(CLI::PositiveNumber)
+      ->check(image_side_range())
       ->capture_default_str();
   align->add_option("--quality", align_args->options.quality, "JPEG quality")
       ->check(CLI::Range(1, 100))

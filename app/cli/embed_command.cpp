@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "app/cli/option_ranges.h"
 #include "app/cli/commands.h"
 #include "data/hdf5/h5_file.h"
 #include "data/image/face_images.h"
@@ -109,7 +110,7 @@ void add_embed_command(CLI::App& app, Context&, std::vector<std::pair<CLI::App*,
       ->required();
   sub->add_option("--out", args->out, "Output HDF5 file")->required();
   sub->add_option("--batch-size", args->batch_size, "Images per forward pass")
-      ->check(CLI::PositiveNumber);
+      ->check(batch_range());
   sub->add_flag("--flip", args->flip, "Add the embedding of each image's horizontal mirror");
   sub->add_flag("--normalize", args->normalize, "Scale each embedding to unit L2 norm");
   out.emplace_back(sub, [args] { return run_embed(*args); });

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "app/cli/option_ranges.h"
 #include "app/cli/commands.h"
 #include "framework/core/error.h"
 #include "framework/log/logger.h"
@@ -72,10 +73,10 @@ void add_env_command(CLI::App& app, Context& ctx, std::vector<std::pair<CLI::App
   sub->add_option("--backend", args->backend, "auto, local or mpi")
       ->check(CLI::IsMember({"auto", "local", "mpi", "nccl"}));
   sub->add_option("--timeout", args->timeout_s, "deadline of each collective in seconds")
-      ->check(CLI::PositiveNumber);
+      ->check(seconds_range());
   sub->add_flag("--check", args->check, "Run the collective checks and the bandwidth test");
   sub->add_option("--check-mb", args->check_mb, "all_reduce size of the bandwidth test in MB")
-      ->check(CLI::PositiveNumber);
+      ->check(megabytes_range());
   out.emplace_back(sub, [&ctx, args] {
     const auto& env = ctx.start_mpi().env();
     const c10::Device device = dist::choose_device(args->device, env);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "app/cli/option_ranges.h"
 #include "app/cli/commands.h"
 #include "app/eval/evaluate.h"
 #include "app/eval/report.h"
@@ -208,11 +209,11 @@ void add_eval_command(CLI::App& app, Context& ctx, std::vector<std::pair<CLI::Ap
   sub->add_option("--out", args->out, "JSON report (written by rank 0, atomically)");
   sub->add_option("--roc-dir", args->roc_dir, "Folder for one NAME.roc.csv per set");
   sub->add_option("--batch-size", args->batch_size, "Images per forward pass")
-      ->check(CLI::PositiveNumber);
+      ->check(batch_range());
   sub->add_option("--backend", args->backend, "auto, local or mpi")
       ->check(CLI::IsMember({"auto", "local", "mpi"}));
   sub->add_option("--timeout", args->timeout_s, "Deadline of each collective in seconds")
-      ->check(CLI::PositiveNumber);
+      ->check(seconds_range());
   out.emplace_back(sub, [&ctx, args] { return run_eval(*args, ctx); });
 }
 

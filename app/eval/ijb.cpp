@@ -27,9 +27,10 @@ class RowIndex {
     lo_ = *std::min_element(ids.begin(), ids.end());
     const std::int64_t hi = *std::max_element(ids.begin(), ids.end());
     const auto n = static_cast<std::int64_t>(ids.size());
-    if (hi - lo_ < 16 * n + (1 << 20)) {
-      dense_.assign(static_cast<std::size_t>(hi - lo_ + 1), -1);
-      for (std::int64_t t = 0; t < n; ++t) dense_[static_cast<std::size_t>(ids[t] - lo_)] = t;
+    // Ids may be any int64: the span is taken in unsigned arithmetic, where it cannot overflow.
+    if (offset(hi) < static_cast<std::uint64_t>(16 * n + (1 << 20))) {
+      dense_.assign(static_cast<std::size_t>(offset(hi) + 1), -1);
+      for (std::int64_t t = 0; t < n; ++t) dense_[static_cast<std::size_t>(offset(ids[t]))] = t;
     } else {
       for (std::int64_t t = 0; t < n; ++t) sparse_[ids[t]] = t;
     }
@@ -40,13 +41,15 @@ class RowIndex {
       const auto it = sparse_.find(id);
       return it == sparse_.end() ? -1 : it->second;
     }
-    const std::int64_t k = id - lo_;
-    return k < 0 || k >= static_cast<std::int64_t>(dense_.size())
-               ? -1
-               : dense_[static_cast<std::size_t>(k)];
+    return id < lo_ || offset(id) >= dense_.size() ? -1 : dense_[static_cast<std::size_t>(offset(id))];
   }
 
  private:
+  // id − lo_ for id >= lo_, exactly, in unsigned arithmetic.
+  std::uint64_t offset(std::int64_t id) const {
+    return static_cast<std::uint64_t>(id) - static_cast<std::uint64_t>(lo_);
+  }
+
   std::int64_t lo_ = 0;
   std::vector<std::int64_t> dense_;
   std::unordered_map<std::int64_t, std::int64_t> sparse_;

@@ -107,7 +107,8 @@ std::string report_json(const EvalReport& report) {
                            {"map", number(r.mean_average_precision)}};
   }
   if (report.ijb) j["ijb"] = to_json(*report.ijb);
-  return j.dump(2) + "\n";
+  // JSON holds Unicode: a path of other bytes is shown with U+FFFD where they were.
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 void write_report(const std::filesystem::path& path, const EvalReport& report) {

@@ -50,6 +50,7 @@ class H5File {
   void write_strings(const std::string& name, const std::vector<std::string>& values);
   void write_attribute(const std::string& name, const std::string& value);
 
+  // A numeric dataset: integers, floats, or an enumeration over integers (h5py's numpy bool).
   at::Tensor read(const std::string& name) const;
   // Elements [offset, offset + count) of a 1-D uint8 dataset, into `out` (count bytes): one
   // contiguous read.
@@ -62,6 +63,8 @@ class H5File {
   std::vector<std::int64_t> shape(const std::string& name) const;
   // The number of elements of a 1-D dataset.
   std::int64_t length(const std::string& name) const;
+  // A dataset of strings, and a one-string attribute: fixed or variable length, ASCII or UTF-8
+  // (each as h5py writes it).
   std::vector<std::string> read_strings(const std::string& name) const;
   std::string read_attribute(const std::string& name) const;
 
@@ -69,6 +72,9 @@ class H5File {
   H5File(hid_t id, std::string path) : id_(id), path_(std::move(path)) {}
   // The open handle of dataset `name`, kept for repeated read_bytes calls (one per image).
   hid_t cached_dataset(const std::string& name) const;
+  // read() of a dataset of an enumeration type over integers (h5py's numpy bool).
+  at::Tensor read_enum(hid_t set, hid_t space, hid_t stored, const std::vector<hsize_t>& dims,
+                       const std::string& name) const;
 
   hid_t id_ = -1;
   std::string path_;

@@ -17,11 +17,11 @@ namespace fs = std::filesystem;
 std::vector<std::uint8_t> aligned_face_pixels(JpegCodec& codec,
                                               const std::vector<std::uint8_t>& bytes,
                                               const FivePoints& landmarks, std::int64_t size,
-                                              const std::string& where) {
+                                              const std::string& where, LandmarkRule rule) {
   const at::Tensor image =
       (is_jpeg(bytes) ? codec.decode(bytes, where) : decode_non_jpeg(bytes, where)).contiguous();
   return align_face(image.data_ptr<std::uint8_t>(), image.size(0), image.size(1), landmarks, size,
-                    where);
+                    where, rule);
 }
 
 std::vector<std::uint8_t> aligned_jpeg(JpegCodec& codec, const std::vector<std::uint8_t>& bytes,

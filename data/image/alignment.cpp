@@ -27,40 +27,68 @@ double Similarity::scale() const {
   return std::hypot(a, b);
 }
 
-Similarity estimate_similarity(const FivePoints& from, const FivePoints& to,
-                               const std::string& source) {
-  Point mf, mt;
-  for (std::size_t i = 0; i < from.size(); ++i) {
-    if (!std::isfinite(from[i].x) || !std::isfinite(from[i].y)) {
+void check_finite(const FivePoints& landmarks, const std::string& source) {
+  for (std::size_t i = 0; i < landmarks.size(); ++i) {
+    if (!std::isfinite(landmarks[i].x) || !std::isfinite(landmarks[i].y)) {
       throw DataError(fmt::format("{}: landmark {} is ({}, {}): not a finite point", source, i + 1,
-                                  from[i].x, from[i].y));
+                                  landmarks[i].x, landmarks[i].y));
     }
-    mf.x += from[i].x / 5;
-    mf.y += from[i].y / 5;
-    mt.x += to[i].x / 5;
-    mt.y += to[i].y / 5;
   }
-  double sxx = 0, syy = 0, sxy = 0, dot = 0, cross = 0;
+}
+
+namespace {
+
+Point mean_of(const FivePoints& p) {
+  Point m;
+  for (const Point& q : p) {
+    m.x += q.x / 5;
+    m.y += q.y / 5;
+  }
+  return m;
+}
+
+// The principal variances of the landmarks' scatter about their mean (and its trace): the
+// smaller is ~0 for collinear points, both for points all at one place.
+struct Spread {
+  double major = 0, minor = 0, trace = 0;
+  bool coincident() const { return !(major > 1e-6); }
+};
+
+Spread spread_of(const FivePoints& p) {
+  const Point m = mean_of(p);
+  double sxx = 0, syy = 0, sxy = 0;
+  for (const Point& q : p) {
+    sxx += (q.x - m.x) * (q.x - m.x);
+    syy += (q.y - m.y) * (q.y - m.y);
+    sxy += (q.x - m.x) * (q.y - m.y);
+  }
+  const double tr = sxx + syy, det = sxx * syy - sxy * sxy;
+  const double disc = std::sqrt(std::max(0.0, tr * tr / 4 - det));
+  return {tr / 2 + disc, tr / 2 - disc, tr};
+}
+
+}  // namespace
+
+Similarity estimate_similarity(const FivePoints& from, const FivePoints& to,
+                               const std::string& source, LandmarkRule rule) {
+  check_finite(from, source);
+  const Spread spread = spread_of(from);
+  if (spread.coincident() ||
+      (rule == LandmarkRule::kMustSpanAFace && spread.minor < 1e-4 * spread.major)) {
+    throw DataError(fmt::format("{}: the five landmarks are {}: they must span a face", source,
+                                spread.coincident() ? "all at one point" : "collinear"));
+  }
+  const Point mf = mean_of(from), mt = mean_of(to);
+  double dot = 0, cross = 0;
   for (std::size_t i = 0; i < from.size(); ++i) {
     const double px = from[i].x - mf.x, py = from[i].y - mf.y;
     const double qx = to[i].x - mt.x, qy = to[i].y - mt.y;
-    sxx += px * px;
-    syy += py * py;
-    sxy += px * py;
     dot += px * qx + py * qy;
     cross += px * qy - py * qx;
   }
-  // The spread's smaller principal variance against the larger: ~0 for collinear points.
-  const double tr = sxx + syy, det = sxx * syy - sxy * sxy;
-  const double disc = std::sqrt(std::max(0.0, tr * tr / 4 - det));
-  const double major = tr / 2 + disc, minor = tr / 2 - disc;
-  if (!(major > 1e-6) || minor < 1e-4 * major) {
-    throw DataError(fmt::format("{}: the five landmarks are {}: they must span a face", source,
-                                major > 1e-6 ? "collinear" : "all at one point"));
-  }
   Similarity s;
-  s.a = dot / tr;
-  s.b = cross / tr;
+  s.a = dot / spread.trace;
+  s.b = cross / spread.trace;
   s.tx = mt.x - (s.a * mf.x - s.b * mf.y);
   s.ty = mt.y - (s.b * mf.x + s.a * mf.y);
   return s;
@@ -95,23 +123,21 @@ std::vector<std::uint8_t> warp_similarity(const std::uint8_t* image, std::int64_
 
 std::vector<std::uint8_t> align_face(const std::uint8_t* image, std::int64_t height,
                                      std::int64_t width, const FivePoints& landmarks,
-                                     std::int64_t size, const std::string& source) {
-  for (std::size_t i = 0; i < landmarks.size(); ++i) {
-    const Point& p = landmarks[i];
-    if (std::isfinite(p.x) && std::isfinite(p.y) &&
-        (p.x < 0 || p.y < 0 || p.x > static_cast<double>(width - 1) ||
-         p.y > static_cast<double>(height - 1))) {
-      throw DataError(fmt::format("{}: landmark {} ({}, {}) is outside the {}x{} image", source,
-                                  i + 1, p.x, p.y, width, height));
-    }
+                                     std::int64_t size, const std::string& source,
+                                     LandmarkRule rule) {
+  check_finite(landmarks, source);
+  if (rule == LandmarkRule::kAsInsightface && spread_of(landmarks).coincident()) {
+    return std::vector<std::uint8_t>(static_cast<std::size_t>(size * size * 3), 0);
   }
+  // Landmarks outside the image (a face cut by the crop's edge) are no error: what falls outside
+  // is the zero border, as insightface's norm_crop and its IJB evaluation do.
   FivePoints target = kArcFaceTemplate;
   for (auto& p : target) {
     p.x *= static_cast<double>(size) / 112.0;
     p.y *= static_cast<double>(size) / 112.0;
   }
-  return warp_similarity(image, height, width, estimate_similarity(landmarks, target, source),
-                         size);
+  return warp_similarity(image, height, width,
+                         estimate_similarity(landmarks, target, source, rule), size);
 }
 
 std::vector<LandmarkEntry> read_landmarks(const std::string& file) {

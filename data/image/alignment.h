@@ -37,8 +37,14 @@ struct Similarity {
 // centred points p = from − mean, q = to − mean: a = Σ(p·q)/Σ|p|², b = Σ(p × q)/Σ|p|².
 // Throws DataError (naming `source`) when `from` is degenerate: a non-finite coordinate, or points
 // that do not span two dimensions (all equal, or collinear).
+//
+// `rule` says what landmarks are degenerate: kMustSpanAFace (aligning a training set: collinear
+// or coincident landmarks are wrong) or kAsInsightface (evaluation, as eval_ijbc.py's skimage
+// estimate: any landmarks not all at one point give their least-squares similarity).
+enum class LandmarkRule { kMustSpanAFace, kAsInsightface };
 Similarity estimate_similarity(const FivePoints& from, const FivePoints& to,
-                               const std::string& source);
+                               const std::string& source,
+                               LandmarkRule rule = LandmarkRule::kMustSpanAFace);
 
 // `image` (uint8 [height, width, 3], row-major RGB) warped by `to_output` (image → output
 // coordinates) into uint8 [size, size, 3]: output pixel (x, y) is the input bilinearly sampled at
@@ -49,11 +55,17 @@ std::vector<std::uint8_t> warp_similarity(const std::uint8_t* image, std::int64_
                                           std::int64_t size);
 
 // An aligned face: the image's landmarks mapped onto kArcFaceTemplate (scaled by size/112) and
-// the image warped there. Landmarks outside the image or degenerate are a DataError naming
-// `source`.
+// the image warped there (landmarks outside the image too: what falls outside is the zero border,
+// as insightface's norm_crop). Degenerate landmarks (by `rule`) are a DataError naming `source`,
+// except that under kAsInsightface landmarks all at one point give the zero face, as
+// eval_ijbc.py's undefined transform warps to nothing.
 std::vector<std::uint8_t> align_face(const std::uint8_t* image, std::int64_t height,
                                      std::int64_t width, const FivePoints& landmarks,
-                                     std::int64_t size, const std::string& source);
+                                     std::int64_t size, const std::string& source,
+                                     LandmarkRule rule = LandmarkRule::kMustSpanAFace);
+
+// DataError naming `source` and the landmark unless all five are finite points.
+void check_finite(const FivePoints& landmarks, const std::string& source);
 
 // One line of a landmarks file: an image path (relative to the images' folder), its five
 // landmarks and, in insightface's files, the detector's score (1 when absent).

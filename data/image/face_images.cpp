@@ -92,8 +92,10 @@ at::Tensor FaceDecoder::batch(const FaceImages& images, std::int64_t first, std:
         throw DataError(
             fmt::format("{}: aligned faces are square, not {}x{}", name, width_, height_));
       }
-      const auto face =
-          aligned_face_pixels(codec_, images.bytes(i), images.landmarks(i), height_, name);
+      // Photos with landmarks are evaluation data (IJB's loose crops): aligned as
+      // insightface's evaluation aligns them.
+      const auto face = aligned_face_pixels(codec_, images.bytes(i), images.landmarks(i), height_,
+                                            name, LandmarkRule::kAsInsightface);
       std::memcpy(out_pixels, face.data(), static_cast<std::size_t>(image_bytes));
     } else {
       decode_into(images.bytes(i), out_pixels, name);

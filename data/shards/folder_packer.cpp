@@ -1,3 +1,4 @@
+#include "data/shards/class_names.h"
 #include "data/shards/folder_packer.h"
 
 #include <ATen/ATen.h>
@@ -112,17 +113,17 @@ Manifest pack_image_folder(const std::filesystem::path& input, const std::filesy
 
   ShardedDatasetWriter writer(out, options.image_size, options.image_size, options.shard_size);
   JpegCodec codec;
-  std::string classes;
+  std::vector<std::string> classes;
   std::int64_t done = 0;
   for (std::size_t label = 0; label < identities.size(); ++label) {
-    classes += fmt::format("{}\t{}\n", label, identities[label].filename().string());
+    classes.push_back(identities[label].filename().string());
     for (const auto& file : files[label]) {
       writer.add(static_cast<std::int32_t>(label), stored(codec, file));
       if (progress && (++done % 256 == 0 || done == total)) progress(done, total);
     }
   }
   const Manifest manifest = writer.finish(static_cast<std::int64_t>(identities.size()));
-  write_file_atomic(out / "classes.tsv", classes);
+  write_file_atomic(out / "classes.tsv", class_names_tsv(classes));
   return manifest;
 }
 

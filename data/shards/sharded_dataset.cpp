@@ -13,8 +13,11 @@
 #include <functional>
 
 #include "data/image/jpeg_codec.h"
+#include "data/shards/class_names.h"
 #include "framework/core/atomic_file.h"
 #include "framework/core/error.h"
+#include "framework/core/checksum.h"
+#include "framework/core/input_file.h"
 
 namespace facetrain::data {
 namespace {
@@ -82,7 +85,7 @@ void ShardedDatasetWriter::flush() {
   info.label_min = *std::min_element(labels_.begin(), labels_.end());
   info.label_max = *std::max_element(labels_.begin(), labels_.end());
   info.bytes = static_cast<std::int64_t>(std::filesystem::file_size(final_path));
-  info.crc32 = file_crc32(final_path);
+  info.crc32 = file_crc32<DataError>(final_path);
   manifest_.shards.push_back(info);
   written_ += info.num_samples;
   bytes_.clear();
@@ -108,6 +111,22 @@ Manifest ShardedDatasetWriter::finish(std::int64_t num_classes) {
 }
 
 namespace {
+
+// Why a shard's /offsets and /labels do not have the shapes its manifest entry implies
+// ([num_samples + 1] and [num_samples]), or empty. Shapes first: nothing is read yet, so a
+// corrupt shape cannot drive an allocation.
+std::string shard_shape_problem(const H5File& file, const ShardInfo& shard) {
+  for (const auto& [name, length] :
+       {std::pair<const char*, std::int64_t>{"offsets", shard.num_samples + 1},
+        {"labels", shard.num_samples}}) {
+    const auto dims = file.shape(name);
+    if (dims.size() != 1 || dims[0] != length) {
+      return fmt::format("/{} has shape [{}], expected [{}] (num_samples = {} in the manifest)", name,
+                         fmt::join(dims, ", "), length, shard.num_samples);
+    }
+  }
+  return {};
+}
 
 // Labels as int32, each in [0, num_classes) (num_classes 0: [0, 2^31)); otherwise a DataError
 // naming the shard and the first sample out of range, before anything is narrowed.
@@ -141,17 +160,8 @@ ShardedDataset::ShardedDataset(const std::filesystem::path& dir)
       throw DataError(fmt::format("{}: missing (listed in manifest.json)", path.string()));
     }
     auto file = std::make_unique<H5File>(H5File::open(path));
-    // Shapes first (nothing read yet, so a corrupt shape cannot drive an allocation).
-    for (const auto& [name, length] :
-         {std::pair<const char*, std::int64_t>{"offsets", shard.num_samples + 1},
-          {"labels", shard.num_samples}}) {
-      const auto dims = file->shape(name);
-      if (dims.size() != 1 || dims[0] != length) {
-        throw DataError(
-            fmt::format("{}: /{} has shape [{}], expected [{}] ({} samples in the "
-                        "manifest)",
-                        path.string(), name, fmt::join(dims, ", "), length, shard.num_samples));
-      }
+    if (const std::string problem = shard_shape_problem(*file, shard); !problem.empty()) {
+      throw DataError(fmt::format("{}: {}", path.string(), problem));
     }
     at::Tensor offsets = file->read("offsets").to(at::kLong);
     at::Tensor shard_labels = checked_labels(file->read("labels"), manifest_.num_classes, path);
@@ -232,6 +242,17 @@ std::vector<std::string> verify_dataset(
   } catch (const DataError& e) {
     return {e.what()};
   }
+  if (const auto names = dir / "classes.tsv"; std::filesystem::exists(names)) {
+    try {
+      const auto count = static_cast<std::int64_t>(read_class_names(names).size());
+      if (count != manifest.num_classes) {
+        problems.push_back(fmt::format("classes.tsv: {} names, the manifest says {} classes", count,
+                                       manifest.num_classes));
+      }
+    } catch (const DataError& e) {
+      problems.push_back(e.what());
+    }
+  }
   JpegCodec codec;
   at::Tensor image;
   std::vector<std::uint8_t> bytes;
@@ -239,31 +260,31 @@ std::vector<std::string> verify_dataset(
   for (const auto& shard : manifest.shards) {
     const auto path = dir / shard.file;
     const std::string name = shard.file;
-    if (!std::filesystem::exists(path)) {
-      problems.push_back(fmt::format("{}: missing (listed in manifest.json)", name));
+    const InputFile opened = InputFile::open(path);
+    if (!opened.problem().empty()) {
+      problems.push_back(fmt::format("{}: {} (listed in manifest.json)", name, opened.problem()));
       checked += shard.num_samples;
       continue;
     }
-    const auto bytes_on_disk = static_cast<std::int64_t>(std::filesystem::file_size(path));
+    const std::int64_t bytes_on_disk = opened.size();
     if (bytes_on_disk != shard.bytes) {
       problems.push_back(
           fmt::format("{}: {} bytes on disk, the manifest says {} (truncated or "
                       "replaced)",
                       name, bytes_on_disk, shard.bytes));
-    } else if (const auto crc = file_crc32(path); crc != shard.crc32) {
+    } else if (const auto crc = crc32_of(opened); crc != shard.crc32) {
       problems.push_back(
           fmt::format("{}: checksum {:08x}, the manifest says {:08x}", name, crc, shard.crc32));
     }
     try {
       const auto file = H5File::open(path);
+      if (const std::string problem = shard_shape_problem(file, shard); !problem.empty()) {
+        problems.push_back(fmt::format("{}: {}", name, problem));
+        continue;
+      }
       const at::Tensor offsets = file.read("offsets").to(at::kLong);
       const at::Tensor labels = file.read("labels").to(at::kLong);
       const std::int64_t jpeg_bytes = file.length("jpeg");
-      if (labels.size(0) != shard.num_samples || offsets.size(0) != shard.num_samples + 1) {
-        problems.push_back(fmt::format("{}: {} labels and {} offsets, the manifest says {} samples",
-                                       name, labels.size(0), offsets.size(0), shard.num_samples));
-        continue;
-      }
       const auto* o = offsets.data_ptr<std::int64_t>();
       const auto* l = labels.data_ptr<std::int64_t>();
       if (o[0] != 0)

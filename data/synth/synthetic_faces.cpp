@@ -11,6 +11,7 @@
 #include "data/synth/face_renderer.h"
 #include "data/verification/verification_set.h"
 #include "framework/core/compute_threads.h"
+#include "framework/core/checked.h"
 #include "framework/core/error.h"
 
 namespace facetrain::data {
@@ -63,7 +64,15 @@ Manifest synthesize_faces(const std::filesystem::path& out, const std::filesyste
                                    : std::max<std::int64_t>(10, o.identities / 5);
   if (o.pairs > 0 && heldout < 2)
     throw ConfigError("synth: pairs need at least 2 held-out identities");
-  const std::int64_t total = o.identities * o.per_identity + 2 * o.pairs;
+  const std::int64_t total = checked::add<ConfigError>(
+      checked::mul<ConfigError>(o.identities, o.per_identity, "synth: --identities x --per-identity"),
+      checked::mul<ConfigError>(o.pairs, std::int64_t{2}, "synth: 2 x --pairs"), "synth: images");
+  if (total > kMaxSyntheticImages || heldout > kMaxSyntheticImages) {
+    throw ConfigError(fmt::format("synth: --identities x --per-identity + 2 x --pairs = {} images "
+                                  "({} held-out identities), more than the {} a synthetic set may "
+                                  "have",
+                                  total, heldout, kMaxSyntheticImages));
+  }
   std::int64_t done = 0;
 
   ShardedDatasetWriter writer(out, 112, 112, o.shard_size);

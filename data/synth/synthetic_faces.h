@@ -9,6 +9,10 @@
 
 namespace facetrain::data {
 
+// The most images a synthetic set renders (training images, pair images, benchmark images): far
+// beyond any test, and bounded so that no option can size an allocation past memory.
+inline constexpr std::int64_t kMaxSyntheticImages = 10'000'000;
+
 struct SynthOptions {
   std::int64_t identities = 200;   // training identities (labels 0 … identities − 1)
   std::int64_t per_identity = 20;  // training images per identity

@@ -12,6 +12,7 @@
 #include "data/synth/face_renderer.h"
 #include "data/synth/synthetic_faces.h"
 #include "framework/core/atomic_file.h"
+#include "framework/core/checked.h"
 #include "framework/core/error.h"
 #include "framework/core/mix.h"
 
@@ -92,6 +93,17 @@ SynthIjbSummary synthesize_ijb(const fs::path& root, const SynthIjbOptions& o) {
     throw ConfigError(
         "synth-ijb: needs >= 2 identities, >= 2 templates per identity, >= 1 media per template "
         "and image per media, >= 0 impostors and a photo size >= 112");
+  }
+  // The images it would render, counted without overflow and bounded before any plan is made.
+  const auto product = [](std::int64_t a, std::int64_t b) {
+    return checked::mul<ConfigError>(
+        a, b, "synth-ijb: --identities x --templates x --media x --images");
+  };
+  const std::int64_t images = product(product(product(o.identities, o.templates), o.media), o.images);
+  if (images > kMaxSyntheticImages) {
+    throw ConfigError(fmt::format("synth-ijb: --identities x --templates x --media x --images = "
+                                  "{} images, more than the {} a synthetic benchmark may have",
+                                  images, kMaxSyntheticImages));
   }
   const std::vector<Image> plan = plan_images(o);
   const auto count = static_cast<std::int64_t>(plan.size());

@@ -60,9 +60,16 @@ void read_images(IjbProtocol& p) {
     if (!fs::is_regular_file(p.image_folder() / rel)) {
       throw DataError(fmt::format("{}: no such file in {}", where, p.image_folder().string()));
     }
-    if (!(e.score >= 0)) {
-      throw DataError(fmt::format("{}: detector score {} must be >= 0", where, e.score));
+    // The detector's face probability weighs the image's features: within [0, 1].
+    if (!(e.score >= 0 && e.score <= 1)) {
+      throw DataError(
+          fmt::format("{}: detector score {} must lie within [0, 1] (a face probability)", where,
+                      e.score));
     }
+    // Landmarks that are no points are refused here, before any image is embedded; any others
+    // align, as in eval_ijbc.py (outside the crop: the zero border; all at one point: the zero
+    // face).
+    check_finite(e.points, where);
   }
 }
 

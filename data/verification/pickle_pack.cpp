@@ -232,6 +232,10 @@ PickledPack parse_pickle_pack(const std::vector<std::uint8_t>& bytes, const std:
   }
   PickledPack pack;
   pack.issame = flags(unpickler, *root->items[1], source);
+  if (pack.issame.empty()) {
+    throw DataError(fmt::format("{}: issame_list is empty: a verification pack holds pairs",
+                                source));
+  }
   if (bins.items.size() != 2 * pack.issame.size()) {
     throw DataError(fmt::format("{}: {} images for {} issame flags, expected {} (two per pair)",
                                 source, bins.items.size(), pack.issame.size(),

@@ -1,5 +1,6 @@
 #include <algorithm>
 
+#include "framework/core/checked.h"
 #include "framework/config/config.h"
 #include "framework/core/strings.h"
 
@@ -174,9 +175,9 @@ ConfigSchema::ConfigSchema() {
       one_of(key("dist.backend", S, std::string("auto"), "",
                  "auto (nccl on GPU, mpi on CPU, local for one process), local, mpi, nccl"),
              {"auto", "local", "mpi", "nccl"}),
-      at_least(key("dist.timeout_s", F, 600.0, "",
+      in_range(key("dist.timeout_s", F, 600.0, "",
                    "deadline of every collective; a missed one aborts the job"),
-               0.0, true),
+               0.001, checked::kMaxSeconds),
       at_least(key("dist.bucket_mb", F, 25.0, "", "gradient all-reduce bucket size in MB"), 0.0,
                true),
       key("dist.interface", S, std::string(""), "",

@@ -1,5 +1,8 @@
 #include "framework/distributed/deadline_guard.h"
 
+#include "framework/core/checked.h"
+#include "framework/core/error.h"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -9,7 +12,7 @@ namespace facetrain::dist {
 DeadlineGuard::DeadlineGuard(std::string what, double timeout_s, int rank) {
   watcher_ = std::thread([this, what = std::move(what), timeout_s, rank] {
     std::unique_lock<std::mutex> lock(mutex_);
-    const bool finished = done_changed_.wait_for(lock, std::chrono::duration<double>(timeout_s),
+    const bool finished = done_changed_.wait_for(lock, checked::seconds<DistError>(timeout_s, what),
                                                  [this] { return done_; });
     if (finished) return;
     std::fprintf(stderr,

@@ -1,3 +1,4 @@
+#include "framework/core/checked.h"
 #include "framework/distributed/mpi_runtime.h"
 
 #include <c10/util/Exception.h>
@@ -179,8 +180,8 @@ std::shared_ptr<Communicator> make_communicator(std::string_view backend, const 
   if (chosen == "auto") {
     chosen = env.world_size > 1 ? "mpi" : "local";
   }
-  const auto timeout =
-      std::chrono::milliseconds(static_cast<long long>(std::llround(timeout_s * 1000)));
+  const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+      checked::seconds<DistError>(timeout_s, "the collectives' deadline (dist.timeout_s)"));
   if (chosen == "local") {
     if (env.world_size != 1) {
       throw ConfigError(

@@ -13,6 +13,7 @@
 #include "data/hdf5/h5_file.h"
 #include "data/image/image_files.h"
 #include "data/image/jpeg_codec.h"
+#include "data/verification/verification_set.h"
 #include "framework/config/config.h"
 #include "framework/core/error.h"
 #include "models/embedding.h"
@@ -196,6 +197,31 @@ TEST_F(ImageFixture, H5RoundTripAndErrors) {
   const std::string not_h5 =
       test::thrown_message<DataError>([&] { H5File::open(dir_ / "raw" / "0.rgb"); });
   EXPECT_NE(not_h5.find("0.rgb: H5Fopen"), std::string::npos) << not_h5;
+}
+
+// Files written by h5py itself: a verification set whose format attribute is a string of each
+// kind h5py writes (variable or fixed length, ASCII or UTF-8) and whose /issame is a numpy bool
+// array (an HDF5 enumeration) opens; string datasets of each kind read back their text.
+TEST_F(ImageFixture, FilesH5pyWritesAreRead) {
+  const fs::path out = dir_ / "h5py";
+  ASSERT_EQ(test::run_python("data/python_h5_foreign.py " + out.string()).code, 0);
+  for (const char* style : {"vlen_utf8", "vlen_ascii", "fixed_ascii", "fixed_utf8"}) {
+    const fs::path path = out / (std::string("verification-") + style + ".h5");
+    try {
+      const VerificationSet set(path);
+      EXPECT_EQ(set.num_pairs(), 2) << style;
+      EXPECT_EQ(set.issame(), (std::vector<std::uint8_t>{1, 0})) << style;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << style << ": " << e.what();
+    }
+  }
+  const auto file = H5File::open(out / "strings.h5");
+  const std::vector<std::string> utf8 = {"alpha", "\xC3\xA9", ""};
+  const std::vector<std::string> ascii = {"alpha", "beta", ""};
+  EXPECT_EQ(file.read_strings("vlen_utf8"), utf8);
+  EXPECT_EQ(file.read_strings("vlen_ascii"), ascii);
+  EXPECT_EQ(file.read_strings("fixed_ascii"), ascii);
+  EXPECT_EQ(file.read_strings("fixed_utf8"), utf8);
 }
 
 TEST_F(ImageFixture, AttributesAsH5pyWritesThem) {

@@ -3,10 +3,12 @@
 // missing shard, empty folder, wrong image size — found by `data verify` or the packer.
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +19,7 @@
 #include "data/hdf5/h5_file.h"
 #include "data/image/image_files.h"
 #include "data/image/jpeg_codec.h"
+#include "data/shards/class_names.h"
 #include "data/shards/folder_packer.h"
 #include "data/shards/sharded_dataset.h"
 #include "framework/core/error.h"
@@ -87,6 +90,25 @@ TEST_F(ShardedDatasetTest, PackedFolderReadsBackExactly) {
   EXPECT_THROW(ds.read(15), DataError);
 }
 
+// classes.tsv holds names of any bytes a file system allows and reads them back exactly; text
+// that is not a classes.tsv is refused naming the line.
+TEST(ClassNamesTest, AnyBytesRoundTripAndBadLinesAreNamed) {
+  const std::vector<std::string> names = {"plain", "with\ttab", "line\nbreak", "back\\slash",
+                                          std::string("nul\0byte", 8), "\x01\x7f", "\xC3\xA9t\xC3\xA9",
+                                          "not utf-8 \xff", "\\x41", ""};
+  const std::string text = class_names_tsv(names);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), static_cast<long>(names.size()))
+      << "one line per class";
+  EXPECT_EQ(parse_class_names(text, "classes.tsv"), names);
+  const auto refused = [](const std::string& t) {
+    return test::thrown_message<DataError>([&] { parse_class_names(t, "classes.tsv"); });
+  };
+  EXPECT_NE(refused("0\ta\n2\tb\n").find("classes.tsv:2: expected \"1<TAB>name\""),
+            std::string::npos);
+  EXPECT_NE(refused("0\ta\\q\n").find("classes.tsv:1: '\\' at byte 1"), std::string::npos);
+  EXPECT_NE(refused("0\ta").find("classes.tsv:1: the last line has no newline"), std::string::npos);
+}
+
 TEST_F(ShardedDatasetTest, TruncatedShard) {
   const auto dir = copy("truncated");
   fs::resize_file(dir / "shard-00001.h5", fs::file_size(dir / "shard-00001.h5") / 2);
@@ -136,8 +158,7 @@ TEST_F(ShardedDatasetTest, LabelOutOfRange) {
   manifest.num_classes = 3;
   manifest.write(edited);
   const auto problems = verify_dataset(edited);
-  EXPECT_TRUE(any_contains(problems, "shard-00002.h5: sample 1: label 3 out of range [0, 3)"))
-      << joined(problems);
+  EXPECT_TRUE(any_contains(problems, "are not within [0, num_classes = 3)")) << joined(problems);
 }
 
 // A shard rewritten with foreign /labels: the opener refuses it, naming the shard, before any
@@ -177,7 +198,7 @@ TEST_F(ShardedDatasetTest, MissingShardAndBadManifest) {
   const auto dir = copy("missing");
   fs::remove(dir / "shard-00002.h5");
   const auto problems = verify_dataset(dir);
-  EXPECT_TRUE(any_contains(problems, "shard-00002.h5: missing")) << joined(problems);
+  EXPECT_TRUE(any_contains(problems, "shard-00002.h5: no such file")) << joined(problems);
   EXPECT_NE(test::thrown_message<DataError>([&] {
               ShardedDataset ds(dir);
             }).find("shard-00002.h5: missing (listed in manifest.json)"),
@@ -189,19 +210,31 @@ TEST_F(ShardedDatasetTest, MissingShardAndBadManifest) {
   EXPECT_TRUE(any_contains(verify_dataset(root_ / "src"), "no manifest"));
   // Numbers beyond their types are refused by key, never cast.
   const std::string head =
-      R"({"format": "facetrain-shards", "version": 1, "num_classes": 3, "image_size": [112, 112],
+      R"({"format": "facetrain-shards", "version": 1, "num_classes": 2, "image_size": [112, 112],
           "channels": 3, "encoding": "jpeg", )";
-  const std::string shard = R"({"file": "a.h5", "label_min": 0, "label_max": 2, "bytes": 9, )";
+  const auto shard = [](const char* file) {
+    return fmt::format(R"({{"file": "{}", "label_min": 0, "label_max": 1, "bytes": 9, )", file);
+  };
   for (const auto& [text, message] : std::vector<std::pair<std::string, std::string>>{
            {R"({"format": "facetrain-shards", "version": 1e300})",
             "key \"version\" has the wrong type (number, expected an integer)"},
-           {head + R"("num_samples": 2, "shards": [)" + shard +
+           {head + R"("num_samples": 2, "shards": [)" + shard("a.h5") +
                 R"("num_samples": 2, "crc32": -1}]})",
             "shards[0]: key \"crc32\" = -1 is out of range (expected 0 to 4294967295)"},
-           {head + R"("num_samples": 2, "shards": [)" + shard +
-                R"("num_samples": 9223372036854775807, "crc32": 0}, )" + shard +
+           {head + R"("num_samples": 2, "shards": [)" + shard("a.h5") +
+                R"("num_samples": 9223372036854775807, "crc32": 0}, )" + shard("b.h5") +
                 R"("num_samples": 9223372036854775807, "crc32": 0}]})",
-            "the shards' num_samples add up beyond 2^63"},
+            "shards[1]: num_samples, in all: 9223372036854775807 + 9223372036854775807 does not "
+            "fit in 64 bits"},
+           // The same shard twice, and more classes than images.
+           {head + R"("num_samples": 2, "shards": [)" + shard("a.h5") +
+                R"("num_samples": 1, "crc32": 0}, )" + shard("a.h5") +
+                R"("num_samples": 1, "crc32": 0}]})",
+            "shards[1]: file \"a.h5\" is listed already as shards[0]"},
+           {R"({"format": "facetrain-shards", "version": 1, "num_classes": 1000000000000,
+               "image_size": [112, 112], "channels": 3, "encoding": "jpeg", "num_samples": 2,
+               "shards": []})",
+            "num_classes is 1000000000000, more than the 2 images (num_samples) it can have"},
            {head + R"("num_samples": 18446744073709551615, "shards": []})",
             "key \"num_samples\" = 18446744073709551615 is out of range"}}) {
     std::ofstream(dir / "manifest.json") << text;

@@ -1,10 +1,12 @@
 #include "framework/config/config.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "framework/core/error.h"
 #include "framework/core/strings.h"
@@ -164,6 +166,55 @@ TEST(ConfigTest, InvalidTomlReportsPosition) {
   const std::string msg = config_error([] { Config::from_string("[optim\nlr = 1\n", "bad.toml"); });
   EXPECT_NE(msg.find("bad.toml:1:"), std::string::npos) << msg;
   EXPECT_NE(msg.find("invalid TOML"), std::string::npos) << msg;
+}
+
+// `cp` in UTF-8 (the test's own encoder, independent of the code under test).
+std::string utf8(char32_t cp) {
+  std::string out;
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return out;
+}
+
+// Property: a string of any Unicode scalar values (control characters, DEL, quotes, backslashes,
+// astral planes) set in a configuration survives to_toml() and reading back, unchanged. The
+// strings enter through TOML's \UXXXXXXXX escapes, so no encoder of the project's is trusted.
+TEST(ConfigTest, StringsOfEveryCodePointRoundTrip) {
+  std::mt19937 rng(20261205);
+  std::uniform_int_distribution<int> length(0, 24), kind(0, 3);
+  std::uniform_int_distribution<std::uint32_t> control(0, 0x20), bmp(0x21, 0xFFFF),
+      any(0, 0x10FFFF);
+  for (int trial = 0; trial < 500; ++trial) {
+    std::string expected, escaped;
+    const int n = length(rng);
+    for (int i = 0; i < n; ++i) {
+      const int k = kind(rng);
+      char32_t cp = k == 0 ? control(rng) : k == 1 ? (i % 2 ? 0x7F : U'"') : k == 2 ? bmp(rng) : any(rng);
+      if (cp >= 0xD800 && cp <= 0xDFFF) cp = U'\\';  // surrogates are no scalar values
+      expected += utf8(cp);
+      escaped += fmt::format("\\U{:08X}", static_cast<std::uint32_t>(cp));
+    }
+    const Config first =
+        Config::from_string("[train]\noutput = \"" + escaped + "\"\n", "property");
+    ASSERT_EQ(first.get_string("train.output"), expected) << "trial " << trial;
+    const std::string toml = first.to_toml();
+    const Config again = Config::from_string(toml, "to_toml()");
+    EXPECT_EQ(again.get_string("train.output"), expected) << "trial " << trial << "\n" << toml;
+    EXPECT_TRUE(again == first) << "trial " << trial;
+  }
 }
 
 TEST(ConfigTest, MissingFileIsAConfigError) {

@@ -1,0 +1,46 @@
+"""Writes HDF5 files as h5py writes them, each a valid facetrain file in another encoding.
+
+usage: python_h5_foreign.py OUT_DIR
+
+verification-STYLE.h5: a verification set of two pairs whose `format` attribute is a string of
+STYLE (vlen_utf8: a Python str, h5py's default; vlen_ascii; fixed_ascii: numpy bytes;
+fixed_utf8), /issame a numpy bool array (an HDF5 enumeration), /offsets int64.
+strings.h5: the datasets vlen_utf8, vlen_ascii, fixed_ascii, fixed_utf8 holding
+["alpha", "é", ""] (ASCII ones without "é").
+"""
+import os
+import sys
+
+import h5py
+import numpy as np
+
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+FORMAT = "facetrain-verification"
+STYLES = {
+    "vlen_utf8": None,
+    "vlen_ascii": h5py.string_dtype("ascii"),
+    "fixed_ascii": "bytes",
+    "fixed_utf8": h5py.string_dtype("utf-8", 40),
+}
+jpeg = open(sys.argv[2], "rb").read() if len(sys.argv) > 2 else b"\xff\xd8\xff"
+for style, dtype in STYLES.items():
+    with h5py.File(os.path.join(out, f"verification-{style}.h5"), "w") as f:
+        f.create_dataset("jpeg", data=np.frombuffer(jpeg * 4, dtype=np.uint8))
+        f.create_dataset("offsets", data=np.arange(5, dtype=np.int64) * len(jpeg))
+        f.create_dataset("issame", data=np.array([True, False]))
+        if dtype is None:
+            f.attrs["format"] = FORMAT
+        elif dtype == "bytes":
+            f.attrs["format"] = np.bytes_(FORMAT)
+        else:
+            f.attrs.create("format", FORMAT, dtype=dtype)
+
+with h5py.File(os.path.join(out, "strings.h5"), "w") as f:
+    utf8 = ["alpha", "é", ""]
+    ascii_ = ["alpha", "beta", ""]
+    f.create_dataset("vlen_utf8", data=utf8, dtype=h5py.string_dtype("utf-8"))
+    f.create_dataset("vlen_ascii", data=ascii_, dtype=h5py.string_dtype("ascii"))
+    f.create_dataset("fixed_ascii", data=np.array([s.encode() for s in ascii_], dtype="S8"))
+    f.create_dataset("fixed_utf8", data=[s.encode() for s in utf8],
+                     dtype=h5py.string_dtype("utf-8", 8))
