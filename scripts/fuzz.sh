@@ -5,14 +5,14 @@
 # coverage per target; exits 1 if any target found a crash, a leak, a hang (10 s) or a memory
 # blow-up (2 GB), leaving the input under $FACETRAIN_BUILD/fuzz/findings/.
 # usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default 60 s; targets: pickle_pack recordio
-#        manifest config landmarks torch_save hdf5)
+#        manifest config landmarks torch_save class_names checkpoint_state hdf5)
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 source "$here/env.sh"
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(pickle_pack recordio manifest config landmarks torch_save hdf5)
+[ ${#targets[@]} -gt 0 ] || targets=(pickle_pack recordio manifest config landmarks torch_save class_names checkpoint_state hdf5)
 fuzz=$FACETRAIN_BUILD/fuzz
 bin=$FACETRAIN_BUILD/app/cli/facetrain
 [ -x "$bin" ] || bash "$here/build.sh" --target facetrain >/dev/null

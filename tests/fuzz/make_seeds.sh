@@ -14,7 +14,7 @@ python=${FACETRAIN_PYTHON:-${FACETRAIN_VENV:-/opt/facetrain/venv}/bin/python}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rm -rf "$out"
-mkdir -p "$out"/{pickle_pack,recordio,manifest,config,landmarks,torch_save,hdf5}
+mkdir -p "$out"/{pickle_pack,recordio,manifest,config,landmarks,torch_save,class_names,checkpoint_state,hdf5}
 
 "$python" "$root/tests/app/eval/python_verification.py" packs "$work" "$root/../shared/data/small_lfw.bin"
 # Small packs only (libFuzzer mutates better); the big hostile ones stay as regression inputs.
@@ -37,6 +37,22 @@ cp "$root"/experiments/*.toml "$out/config/"
 "$bin" data synth-ijb --out "$work/ijb" --identities 2 --templates 2 --media 1 --images 1 \
   --impostors 1 >/dev/null
 cp "$work"/ijb/meta/*.txt "$out/landmarks/"
+
+# classes.tsv of a packed folder whose names hold a tab, a newline, a backslash and UTF-8; and a
+# checkpoint's state.json from a two-step training.
+printf '0\tplain\n1\twith\\ttab\n2\tline\\nbreak\n3\tback\\\\slash\n4\t\xc3\xa9t\xc3\xa9\n' \
+  >"$out/class_names/classes.tsv"
+printf '\x01one\x01two\tthree\x01fo\nur\x01\\' >"$out/class_names/names.seed"
+"$python" - "$out/checkpoint_state/state.json" <<'PY'
+import json, sys
+state = {"format": "facetrain-checkpoint", "version": 2, "step": 20, "epoch": 1, "consumed": 64,
+         "loss_scale": 0.0, "good_steps": 0, "nonfinite_steps": 0, "global_batch": 32,
+         "world_size": 2, "num_classes": 24, "seed": 3,
+         "files": {"backbone.pt": {"bytes": 4096, "crc32": 305419896},
+                   "optimizer.pt": {"bytes": 4096, "crc32": 1}, "config.toml": {"bytes": 900, "crc32": 2},
+                   "fc-0-12.pt": {"bytes": 700, "crc32": 3}, "fc-12-24.pt": {"bytes": 700, "crc32": 4}}}
+open(sys.argv[1], "w").write(json.dumps(state, indent=2) + "\n")
+PY
 
 mkdir -p "$work/torch_save"
 "$python" "$root/tests/models/python_torch_save.py" write "$work/torch_save"
