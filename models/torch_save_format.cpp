@@ -7,6 +7,7 @@
 #include <limits>
 #include <map>
 
+#include "framework/core/checked.h"
 #include "framework/core/error.h"
 #include "framework/core/strings.h"
 #include "framework/serialization/unpickler.h"
@@ -131,11 +132,6 @@ class TensorVocabulary : public serialization::PickleVocabulary {
   std::map<std::string, PyValue*> storages_;
 };
 
-// a · b, or nullopt when it overflows int64 (sizes are >= 0).
-bool multiply(std::int64_t a, std::int64_t b, std::int64_t& out) {
-  return !__builtin_mul_overflow(a, b, &out);
-}
-
 // The storages of `root`'s tensors in first-use order, with their bytes from `archive`, and the
 // tensors checked to lie inside them.
 SavedStateDict collect(const PyValue& root, const serialization::ZipArchive& archive,
@@ -172,9 +168,9 @@ SavedStateDict collect(const PyValue& root, const serialization::ZipArchive& arc
         throw CheckpointError(fmt::format("{}: tensor '{}': its storage {} is not in the archive",
                                           source, key.text, entry));
       }
-      std::int64_t expected = 0;
-      if (!multiply(s.numel, static_cast<std::int64_t>(element_size(s.dtype)), expected) ||
-          static_cast<std::uint64_t>(expected) != e->size) {
+      const auto expected =
+          checked::try_mul(s.numel, static_cast<std::int64_t>(element_size(s.dtype)));
+      if (!expected || static_cast<std::uint64_t>(*expected) != e->size) {
         throw CheckpointError(
             fmt::format("{}: storage {}: {} bytes, expected {} elements of {} bytes", source, entry,
                         e->size, s.numel, element_size(s.dtype)));
@@ -193,10 +189,16 @@ SavedStateDict collect(const PyValue& root, const serialization::ZipArchive& arc
     std::int64_t last = t.offset, elements = 1;
     bool ok = t.offset >= 0;
     for (std::size_t d = 0; d < dims && ok; ++d) {
-      std::int64_t reach = 0;
-      ok = t.sizes[d] >= 0 && t.strides[d] >= 0 && multiply(elements, t.sizes[d], elements) &&
-           (t.sizes[d] == 0 || (multiply(t.sizes[d] - 1, t.strides[d], reach) &&
-                                !__builtin_add_overflow(last, reach, &last)));
+      ok = t.sizes[d] >= 0 && t.strides[d] >= 0;
+      const auto grown = ok ? checked::try_mul(elements, t.sizes[d]) : std::nullopt;
+      const auto reach = ok && t.sizes[d] > 0 ? checked::try_mul(t.sizes[d] - 1, t.strides[d])
+                                              : std::optional<std::int64_t>(0);
+      const auto further = grown && reach ? checked::try_add(last, *reach) : std::nullopt;
+      ok = ok && further.has_value();
+      if (ok) {
+        elements = *grown;
+        last = *further;
+      }
     }
     // Within its storage, and no more elements than it (a view that repeats elements, like
     // expand()'s, could make a 1-element storage a 2^36-element tensor downstream).

@@ -99,7 +99,9 @@ TrainState initial_state(const TrainRecipe& recipe, const dist::Communicator& co
   TrainState state;
   state.world_size = comm.size();
   state.num_classes = num_classes;
-  state.global_batch = recipe.loader.batch_size * comm.size();
+  state.global_batch = checked::mul<ConfigError>(recipe.loader.batch_size,
+                                                 static_cast<std::int64_t>(comm.size()),
+                                                 "train.batch_size x ranks");
   state.seed = recipe.seed;
   return state;
 }

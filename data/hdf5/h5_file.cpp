@@ -6,6 +6,7 @@
 #include <limits>
 #include <memory>
 
+#include "framework/core/checked.h"
 #include "framework/core/error.h"
 #include "framework/core/input_file.h"
 
@@ -70,23 +71,25 @@ std::int64_t checked_elements(hid_t set, hid_t space, std::size_t element_bytes,
   const int rank = H5Sget_simple_extent_ndims(space);
   std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 0)));
   if (rank > 0) H5Sget_simple_extent_dims(space, dims.data(), nullptr);
-  std::uint64_t elements = 1, bytes = 0;
-  bool fits = rank >= 0;
+  std::optional<std::uint64_t> elements = rank >= 0 ? std::optional<std::uint64_t>(1) : std::nullopt;
   for (const hsize_t d : dims) {
-    fits = fits && !__builtin_mul_overflow(elements, static_cast<std::uint64_t>(d), &elements);
+    if (elements) elements = checked::try_mul<std::uint64_t>(*elements, d);
   }
-  fits = fits && elements <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) &&
-         !__builtin_mul_overflow(elements, static_cast<std::uint64_t>(element_bytes), &bytes);
+  const bool fits_int64 = elements && checked::fits<std::int64_t>(*elements);
+  const auto product = fits_int64 ? checked::try_mul<std::uint64_t>(*elements, element_bytes)
+                                  : std::nullopt;
+  const bool fits = product.has_value();
+  const std::uint64_t bytes = product.value_or(0);
   constexpr std::uint64_t kAllowance = 1 << 20, kRatio = 1100;
   const std::uint64_t stored = H5Dget_storage_size(set);
   if (!fits || (bytes > kAllowance && bytes / kRatio > stored)) {
     throw DataError(
         fmt::format("{}: /{} declares {} elements of {} bytes but the file stores {} bytes of it: "
                     "a damaged or hostile file",
-                    file, name, fits ? fmt::format("{}", elements) : std::string("more than 2^63"),
+                    file, name, fits ? fmt::format("{}", *elements) : std::string("more than 2^63"),
                     element_bytes, stored));
   }
-  return static_cast<std::int64_t>(elements);
+  return static_cast<std::int64_t>(*elements);
 }
 
 void silence_hdf5() {

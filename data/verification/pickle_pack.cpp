@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "framework/core/checked.h"
 #include "framework/core/error.h"
 #include "framework/core/strings.h"
 #include "framework/serialization/unpickler.h"
@@ -194,7 +195,9 @@ const std::string& image_bytes(const PyValue& v, std::size_t i, const std::strin
     std::int64_t elements = 1, long_dims = 0;
     bool valid = true;
     for (auto d : v.ints) {
-      valid = valid && d >= 0 && !__builtin_mul_overflow(elements, d, &elements);
+      const auto grown = valid && d >= 0 ? checked::try_mul(elements, d) : std::nullopt;
+      valid = grown.has_value();
+      elements = grown.value_or(0);
       long_dims += d > 1;
     }
     const std::string dtype = v.items.empty() ? "?" : v.items[0]->data;

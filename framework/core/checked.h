@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string_view>
 #include <type_traits>
 
@@ -14,26 +15,36 @@
 // fit is an exception of the caller's kind E naming `what`, never a wrapped value.
 namespace facetrain::checked {
 
+// a * b, or nullopt when it does not fit in T (for checks that gather several conditions).
+template <class T>
+std::optional<T> try_mul(T a, T b) {
+  static_assert(std::is_integral_v<T>);
+  T out;
+  if (__builtin_mul_overflow(a, b, &out)) return std::nullopt;
+  return out;
+}
+
+// a + b, or nullopt when it does not fit in T.
+template <class T>
+std::optional<T> try_add(T a, T b) {
+  static_assert(std::is_integral_v<T>);
+  T out;
+  if (__builtin_add_overflow(a, b, &out)) return std::nullopt;
+  return out;
+}
+
 // a * b.
 template <class E, class T>
 T mul(T a, T b, std::string_view what) {
-  static_assert(std::is_integral_v<T>);
-  T out;
-  if (__builtin_mul_overflow(a, b, &out)) {
-    throw E(fmt::format("{}: {} x {} does not fit in {} bits", what, a, b, 8 * sizeof(T)));
-  }
-  return out;
+  if (const auto out = try_mul(a, b)) return *out;
+  throw E(fmt::format("{}: {} x {} does not fit in {} bits", what, a, b, 8 * sizeof(T)));
 }
 
 // a + b.
 template <class E, class T>
 T add(T a, T b, std::string_view what) {
-  static_assert(std::is_integral_v<T>);
-  T out;
-  if (__builtin_add_overflow(a, b, &out)) {
-    throw E(fmt::format("{}: {} + {} does not fit in {} bits", what, a, b, 8 * sizeof(T)));
-  }
-  return out;
+  if (const auto out = try_add(a, b)) return *out;
+  throw E(fmt::format("{}: {} + {} does not fit in {} bits", what, a, b, 8 * sizeof(T)));
 }
 
 // Whether integer `v` is representable as To.

@@ -1,3 +1,4 @@
+#include "framework/core/checked.h"
 #include "framework/distributed/mpi_communicator.h"
 
 #include <ATen/ATen.h>
@@ -71,11 +72,9 @@ MPI_Op mpi_op(ReduceOp op) {
   return MPI_SUM;
 }
 
+// An element count as MPI's int counts take it.
 int checked_count(std::int64_t n, const std::string& what) {
-  if (n > INT_MAX) {
-    throw DistError(fmt::format("{}: {} elements exceed MPI's int count limit", what, n));
-  }
-  return static_cast<int>(n);
+  return checked::narrow<int, DistError>(n, what + ": the elements MPI's int count takes");
 }
 
 MPI_Datatype transport_or_throw(const at::Tensor& t, const std::string& what) {
@@ -267,8 +266,8 @@ std::shared_ptr<Work> MpiCommunicator::all_gather_async(const at::Tensor& tensor
   std::vector<int> counts(size_), displs(size_);
   std::int64_t total = 0;
   for (int r = 0; r < size_; ++r) {
-    counts[r] = checked_count(rows[r] * row_numel, what);
-    displs[r] = checked_count(total * row_numel, what);
+    counts[r] = checked_count(checked::mul<DistError>(rows[r], row_numel, what), what);
+    displs[r] = checked_count(checked::mul<DistError>(total, row_numel, what), what);
     total += rows[r];
   }
   std::vector<std::int64_t> out_shape(input.sizes().begin(), input.sizes().end());
