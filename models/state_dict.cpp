@@ -144,7 +144,7 @@ constexpr std::int64_t kMaxWeightsFileBytes = std::int64_t{64} << 30;
 
 std::map<std::string, at::Tensor> read_state_dict(const std::filesystem::path& file) {
   const std::string bytes = InputFile::open_or_throw<CheckpointError>(file).read_all<CheckpointError>(
-      kMaxWeightsFileBytes, "weights file");
+      kMaxWeightsFileBytes, "a weights file");
   const SavedStateDict saved = read_torch_save(reinterpret_cast<const std::uint8_t*>(bytes.data()),
                                                bytes.size(), file.string());
   // One tensor per storage, its bytes copied once; the saved tensors are views of them.

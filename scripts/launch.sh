@@ -108,6 +108,10 @@ resolves() {
 # The scheduler's environment (under --slurm only; without it launch.sh reads no SLURM_*).
 restart_count=0
 if [ "$slurm" = 1 ]; then
+  # What this Slurm can start comes first: without PMIx no rank could join the others.
+  command -v srun >/dev/null || fail "--slurm: srun not found"
+  srun --mpi=list 2>&1 | grep -qw pmix ||
+    fail "--slurm: this Slurm has no PMIx plugin (srun --mpi=list shows: $(srun --mpi=list 2>&1 | grep -v '^MPI plugin' | xargs)); OpenMPI needs it to start under srun. Install it (Debian: slurm-wlm-basic-plugins) or run launch.sh without --slurm inside the allocation"
   [ -n "${SLURM_JOB_ID:-}" ] || fail "--slurm: not inside a Slurm allocation (no SLURM_JOB_ID); use sbatch or salloc"
   # A job id is a name, never a number to compute with: digits, as many as a federated id has.
   [[ "$SLURM_JOB_ID" =~ ^[0-9]{1,10}$ ]] ||
@@ -234,9 +238,6 @@ if [ -z "$gpus" ]; then
   [ "$gpus" -gt 0 ] || gpus=1
 fi
 if [ "$slurm" = 1 ]; then
-  command -v srun >/dev/null || fail "--slurm: srun not found"
-  srun --mpi=list 2>&1 | grep -qw pmix ||
-    fail "--slurm: this Slurm has no PMIx plugin (srun --mpi=list shows: $(srun --mpi=list 2>&1 | grep -v '^MPI plugin' | xargs)); OpenMPI needs it to start under srun. Install it (Debian: slurm-wlm-basic-plugins) or run launch.sh without --slurm inside the allocation"
   scontrol show hostnames "$nodelist" >"$work/nodes" 2>"$work/scontrol" ||
     fail "--slurm: scontrol show hostnames SLURM_JOB_NODELIST=$(shown "$nodelist") failed: $(tail -1 "$work/scontrol")"
   mapfile -t hosts <"$work/nodes"

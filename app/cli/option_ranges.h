@@ -4,18 +4,28 @@
 
 #include <cstdint>
 #include <limits>
+#include <string_view>
 
-#include "framework/core/checked.h"
+#include "framework/config/config.h"
 
-// The ranges of the command line's numeric options, in one place: a count from 1 to what a run
-// can use, an image side the decoders accept, a duration the clock holds. A value outside is a
-// usage error naming the option, before any arithmetic or allocation uses it.
+// The ranges of the command line's numeric options, in one place. An option that sets what a
+// configuration key sets takes the key's range from the schema (its one owner); the others state
+// theirs here. A value outside is a usage error naming the option, before any arithmetic or
+// allocation uses it.
 namespace facetrain::cli {
 
-// Images per forward pass (eval.batch_size's range).
-inline CLI::Range batch_range() { return CLI::Range(std::int64_t{1}, std::int64_t{65536}); }
-// Side of an aligned face in pixels.
-inline CLI::Range image_side_range() { return CLI::Range(std::int64_t{8}, std::int64_t{4096}); }
+// The range of configuration key `name` (which has both bounds).
+inline CLI::Range key_range(std::string_view name) {
+  const ConfigKey& key = *ConfigSchema::instance().find(name);
+  return CLI::Range(*key.min, *key.max);
+}
+
+// Images per forward pass: eval.batch_size's range.
+inline CLI::Range batch_range() { return key_range("eval.batch_size"); }
+// Side of an aligned face in pixels: data.image_size's range.
+inline CLI::Range image_side_range() { return key_range("data.image_size"); }
+// A deadline in seconds: dist.timeout_s's range.
+inline CLI::Range seconds_range() { return key_range("dist.timeout_s"); }
 // Images per shard: at most, so any count (one shard holds them all when it exceeds the dataset).
 inline CLI::Range shard_size_range() {
   return CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max());
@@ -24,8 +34,6 @@ inline CLI::Range shard_size_range() {
 inline CLI::Range synth_count_range(std::int64_t lo) {
   return CLI::Range(lo, std::int64_t{100000000});
 }
-// A deadline in seconds.
-inline CLI::Range seconds_range() { return CLI::Range(0.001, checked::kMaxSeconds); }
 // A message size in MB for the bandwidth test.
 inline CLI::Range megabytes_range() { return CLI::Range(1.0, 65536.0); }
 

@@ -67,7 +67,11 @@ at::Tensor read_npy(const std::filesystem::path& file) {
                             file.string(), elements, data_bytes));
   }
   at::Tensor t = at::empty(shape, at::kFloat);
-  in.read_at(10 + static_cast<std::int64_t>(length), static_cast<char*>(t.data_ptr()), t.nbytes());
+  const std::size_t got =
+      in.read_at(10 + static_cast<std::int64_t>(length), static_cast<char*>(t.data_ptr()), t.nbytes());
+  if (got != t.nbytes()) {
+    throw Error(fmt::format("{}: truncated: {} of {} data bytes", file.string(), got, t.nbytes()));
+  }
   return t;
 }
 

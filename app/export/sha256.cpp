@@ -87,7 +87,7 @@ std::string sha256_hex(std::string_view bytes) {
 
 std::string sha256_file(const std::filesystem::path& file) {
   const InputFile in = InputFile::open_or_throw<Error>(file);
-  return sha256_hex(in.read_all<Error>(std::numeric_limits<std::int64_t>::max(), "file"));
+  return sha256_hex(in.read_all<Error>(std::numeric_limits<std::int64_t>::max(), "a file to hash"));
 }
 
 }  // namespace facetrain::exporting

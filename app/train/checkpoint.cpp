@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <exception>
 #include <limits>
 #include <map>
 
@@ -32,6 +33,21 @@ void fsync_dir(const fs::path& dir) {
   }
 }
 
+// The names in `dir` of a checkpoint's files: CheckpointLayout's, head.pt and fc-LO-HI.pt.
+std::vector<std::string> checkpoint_files_in(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    const bool known = std::find(std::begin(CheckpointLayout::kFiles),
+                                 std::end(CheckpointLayout::kFiles),
+                                 name) != std::end(CheckpointLayout::kFiles);
+    if (known || name == CheckpointLayout::kHead || CheckpointLayout::fc_range(name)) {
+      names.push_back(name);
+    }
+  }
+  return names;
+}
+
 struct FcFile {
   fs::path path;
   losses::ClassRange range;
@@ -40,9 +56,9 @@ struct FcFile {
 // The fc-LO-HI.pt files of a checkpoint, sorted, checked to cover [0, num_classes) exactly.
 std::vector<FcFile> fc_files(const fs::path& dir, std::int64_t num_classes) {
   std::vector<FcFile> files;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (const auto range = CheckpointLayout::fc_range(entry.path().filename().string())) {
-      files.push_back({entry.path(), {range->first, range->second}});
+  for (const auto& name : checkpoint_files_in(dir)) {
+    if (const auto range = CheckpointLayout::fc_range(name)) {
+      files.push_back({dir / name, {range->first, range->second}});
     }
   }
   std::sort(files.begin(), files.end(),
@@ -91,71 +107,94 @@ void load_head_statistics(const CheckpointLayout& files, losses::MarginHeadImpl&
 
 }  // namespace
 
+namespace {
+
+// This rank's classifier file in `tmp`; returns {lo, hi, bytes, crc32} for state.json.
+std::vector<std::int64_t> write_classifier_file(const CheckpointLayout& tmp,
+                                                const losses::PartialFC& fc) {
+  models::NamedTensors tensors;
+  for (const auto& [key, t] : fc.state()) tensors.emplace_back(key, t);
+  const auto r = fc.range();
+  const std::string bytes = models::state_dict_bytes(tensors);
+  write_file_atomic(tmp.fc(r.lo, r.hi), bytes);
+  return {r.lo, r.hi, static_cast<std::int64_t>(bytes.size()), crc32_of(bytes)};
+}
+
+// Rank 0's part: the other files, state.json last (listing the classifier files of
+// `fc_records`, four numbers per rank, and every file written here), then the folder renamed into
+// place, `latest` switched and the retired step folders removed.
+void write_and_commit(const RunLayout& run, const CheckpointLayout& tmp, const TrainState& state,
+                      models::BackboneImpl& backbone, torch::optim::Optimizer& optimizer,
+                      const losses::PartialFC& fc, const Config& config,
+                      const std::vector<std::int64_t>& fc_records, const CheckpointPolicy& policy) {
+  FileRecords files;
+  const auto write = [&](const fs::path& file, const std::string& bytes) {
+    write_file_atomic(file, bytes);
+    files[file.filename().string()] = {static_cast<std::int64_t>(bytes.size()), crc32_of(bytes)};
+  };
+  for (std::size_t r = 0; r + 3 < fc_records.size(); r += 4) {
+    files[tmp.fc(fc_records[r], fc_records[r + 1]).filename().string()] = {
+        fc_records[r + 2], static_cast<std::uint32_t>(fc_records[r + 3])};
+  }
+  write(tmp.backbone(), models::state_dict_bytes(models::state_dict(backbone)));
+  write(tmp.optimizer(), models::state_dict_bytes(optimizer_state(optimizer)));
+  const models::NamedTensors head = models::state_dict(fc.head());
+  if (!head.empty()) write(tmp.head(), models::state_dict_bytes(head));
+  write(tmp.config(), config.to_toml());
+  // Last: a state.json is there only once every file it lists is.
+  write_file_atomic(tmp.state(), state_json({state, files}));
+  fsync_dir(tmp.dir);
+  // A folder of the same step (a resumed run reaching it again) is replaced only once the new
+  // one is complete.
+  const fs::path root = run.checkpoints();
+  const std::string name = RunLayout::step_name(state.step);
+  const fs::path final_dir = run.step(state.step).dir;
+  const fs::path old = root / ("." + name + ".old");
+  fs::remove_all(old);
+  if (fs::exists(final_dir)) fs::rename(final_dir, old);
+  fs::rename(tmp.dir, final_dir);
+  const fs::path link_tmp = root / ".latest.tmp";
+  fs::remove(link_tmp);
+  fs::create_directory_symlink(name, link_tmp);
+  fs::rename(link_tmp, run.latest());
+  fsync_dir(root);
+  fs::remove_all(old);
+  const auto steps = step_folders(root);
+  std::vector<std::int64_t> numbers;
+  for (const auto& [number, dir] : steps) numbers.push_back(number);
+  for (const std::int64_t number : policy.retired(numbers, state.step)) {
+    fs::remove_all(steps.at(number));
+  }
+  log::info("checkpoint {} written", final_dir.string());
+}
+
+}  // namespace
+
 void save_checkpoint(const fs::path& run_dir, const TrainState& state,
                      models::BackboneImpl& backbone, torch::optim::Optimizer& optimizer,
                      const losses::PartialFC& fc, const Config& config, dist::Communicator& comm,
                      const CheckpointPolicy& policy) {
   const RunLayout run{run_dir};
-  const fs::path root = run.checkpoints();
-  const std::string name = RunLayout::step_name(state.step);
-  const CheckpointLayout tmp{root / ("." + name + ".tmp")};
-  const fs::path final_dir = run.step(state.step).dir;
-  if (comm.rank() == 0) {
+  const std::string what = "writing checkpoint " + RunLayout::step_name(state.step);
+  const CheckpointLayout tmp{run.checkpoints() / ("." + RunLayout::step_name(state.step) + ".tmp")};
+  // Each part agreed on every rank: a rank that fails (a full disk, say) ends the job on all of
+  // them now, and the previous checkpoints stay as they are.
+  dist::agree_on_every_rank(comm, what, [&] {
+    if (comm.rank() != 0) return;
     fs::remove_all(tmp.dir);
     fs::create_directories(tmp.dir);
-  }
-  comm.barrier();
-  // Each rank's classifier file; its size and checksum go to rank 0 for state.json.
+  });
   std::vector<std::int64_t> fc_record;
-  {
-    models::NamedTensors tensors;
-    for (const auto& [key, t] : fc.state()) tensors.emplace_back(key, t);
-    const auto r = fc.range();
-    const std::string bytes = models::state_dict_bytes(tensors);
-    write_file_atomic(tmp.fc(r.lo, r.hi), bytes);
-    fc_record = {r.lo, r.hi, static_cast<std::int64_t>(bytes.size()), crc32_of(bytes)};
-  }
-  FaultInjection::process().at(comm.rank(), "checkpoint");
+  dist::agree_on_every_rank(comm, what, [&] {
+    fc_record = write_classifier_file(tmp, fc);
+    FaultInjection::process().at(comm.rank(), "checkpoint");
+  });
   const std::vector<std::int64_t> fc_records = comm.host_all_gather(fc_record);
-  if (comm.rank() == 0) {
-    FileRecords files;
-    const auto write = [&](const fs::path& file, const std::string& bytes) {
-      write_file_atomic(file, bytes);
-      files[file.filename().string()] = {static_cast<std::int64_t>(bytes.size()), crc32_of(bytes)};
-    };
-    for (std::size_t r = 0; r + 3 < fc_records.size(); r += 4) {
-      files[tmp.fc(fc_records[r], fc_records[r + 1]).filename().string()] = {
-          fc_records[r + 2], static_cast<std::uint32_t>(fc_records[r + 3])};
+  dist::agree_on_every_rank(comm, what, [&] {
+    if (comm.rank() == 0) {
+      write_and_commit(run, tmp, state, backbone, optimizer, fc, config, fc_records, policy);
     }
-    write(tmp.backbone(), models::state_dict_bytes(models::state_dict(backbone)));
-    write(tmp.optimizer(), models::state_dict_bytes(optimizer_state(optimizer)));
-    const models::NamedTensors head = models::state_dict(fc.head());
-    if (!head.empty()) write(tmp.head(), models::state_dict_bytes(head));
-    write(tmp.config(), config.to_toml());
-    // Last: a state.json is there only once every file it lists is.
-    write_file_atomic(tmp.state(), state_json({state, files}));
-    fsync_dir(tmp.dir);
-    // A folder of the same step (a resumed run reaching it again) is replaced only once the new
-    // one is complete.
-    const fs::path old = root / ("." + name + ".old");
-    fs::remove_all(old);
-    if (fs::exists(final_dir)) fs::rename(final_dir, old);
-    fs::rename(tmp.dir, final_dir);
-    const fs::path link_tmp = root / ".latest.tmp";
-    fs::remove(link_tmp);
-    fs::create_directory_symlink(name, link_tmp);
-    fs::rename(link_tmp, run.latest());
-    fsync_dir(root);
-    fs::remove_all(old);
-    const auto steps = step_folders(root);
-    std::vector<std::int64_t> numbers;
-    for (const auto& [number, dir] : steps) numbers.push_back(number);
-    for (const std::int64_t number : policy.retired(numbers, state.step)) {
-      fs::remove_all(steps.at(number));
-    }
-    log::info("checkpoint {} written", final_dir.string());
-  }
-  comm.barrier();
+  });
 }
 
 namespace {
@@ -175,44 +214,17 @@ std::string first_nonfinite(const std::map<std::string, at::Tensor>& tensors,
 
 namespace {
 
-// Raises on every rank when one of them reports a problem with the agreed folder `dir`.
-void agree_usable(dist::Communicator& comm, const std::string& problem, const std::string& resume,
-                  const fs::path& dir) {
-  const auto ok = comm.host_all_gather({problem.empty() ? 1 : 0});
-  for (std::size_t r = 0; r < ok.size(); ++r) {
-    if (ok[r] == 0) {
-      throw CheckpointError(fmt::format(
-          "--resume {}: rank 0 chose {}, which rank {} cannot use{}{}: every rank must see the "
-          "same checkpoint (a run folder shared by all hosts)",
-          resume, dir.string(), r, problem.empty() ? "" : ": ", problem));
-    }
-  }
-}
-
-// A damaged checkpoint's reason: the errors a checkpoint's own content raises. Anything else (an
-// I/O error, a permission, an allocation failure) passes on: trouble is reported, not skipped.
+// A damaged checkpoint's reason, or empty when `check` passes; anything that is not damage
+// passes on: trouble is reported, not skipped.
 template <class Check>
 std::string damage(const Check& check) {
   try {
     check();
-  } catch (const CheckpointError& e) {
-    return e.what();
-  } catch (const ConfigError& e) {
-    return e.what();
-  } catch (const DataError& e) {
-    return e.what();
+  } catch (const std::exception& e) {
+    if (is_damage(e)) return e.what();
+    throw;
   }
   return {};
-}
-
-// The fc-LO-HI.pt files in `dir` (by name).
-std::vector<std::string> fc_names(const fs::path& dir) {
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    const std::string name = entry.path().filename().string();
-    if (CheckpointLayout::fc_range(name)) names.push_back(name);
-  }
-  return names;
 }
 
 // state.json against the folder's name, the run and the files beside it; throws CheckpointError.
@@ -237,13 +249,12 @@ StateFile check_summary(const fs::path& dir, const RunShape& run) {
         s.consumed, run.dataset_size));
   }
   for (const char* name : CheckpointLayout::kFiles) {
-    if (name != std::string("state.json") && saved.files.count(name) == 0) {
+    if (name != std::string(CheckpointLayout::kState) && saved.files.count(name) == 0) {
       throw CheckpointError(fmt::format("{}: files does not list {}", where, name));
     }
   }
-  const std::vector<std::string> fc = fc_names(dir);
-  for (const auto& name : fc) {
-    if (saved.files.count(name) == 0) {
+  for (const auto& name : checkpoint_files_in(dir)) {
+    if (name != CheckpointLayout::kState && saved.files.count(name) == 0) {
       throw CheckpointError(fmt::format("{}: {} is beside it but not listed", where, name));
     }
   }
@@ -279,6 +290,39 @@ std::vector<at::Tensor> trainable(models::BackboneImpl& backbone) {
   return params;
 }
 
+// The classifier files agree with their class ranges and with each other: the same tensors in
+// each, of the same type and trailing shape, rows a whole number of (classes x centres) —
+// what load_checkpoint joins. The first non-finite tensor goes to `poisoned` (when empty).
+void check_fc_files(const std::vector<FcFile>& files, std::string& poisoned) {
+  std::map<std::string, at::Tensor> first;  // each name's tensor in the first file
+  std::int64_t centres = -1;
+  for (const auto& f : files) {
+    const auto tensors = models::read_state_dict(f.path);
+    const bool is_first = &f == &files.front();
+    if (!is_first && tensors.size() != first.size()) {
+      throw CheckpointError(fmt::format("{}: {} tensors, {} holds {}", f.path.string(),
+                                        tensors.size(), files.front().path.filename().string(),
+                                        first.size()));
+    }
+    for (const auto& [key, t] : tensors) {
+      const auto it = first.find(key);
+      const bool rows_ok = t.dim() >= 1 && t.size(0) > 0 && t.size(0) % f.range.size() == 0 &&
+                           (centres < 0 || t.size(0) == f.range.size() * centres);
+      const bool like_first =
+          is_first || (it != first.end() && t.scalar_type() == it->second.scalar_type() &&
+                       t.sizes().slice(1) == it->second.sizes().slice(1));
+      if (!rows_ok || !like_first) {
+        throw CheckpointError(fmt::format(
+            "{}: '{}' ({}) does not fit classes [{}, {}) and the other classifier files",
+            f.path.string(), key, dist::describe(t), f.range.lo, f.range.hi));
+      }
+      centres = t.size(0) / f.range.size();
+      if (is_first) first.emplace(key, t);
+    }
+    if (poisoned.empty()) poisoned = first_nonfinite(tensors, f.path.filename().string());
+  }
+}
+
 // Every file's checksum and content; throws CheckpointError (or ConfigError) on damage.
 void check_contents(const fs::path& dir, const StateFile& saved, models::BackboneImpl& backbone) {
   const CheckpointLayout files{dir};
@@ -299,12 +343,8 @@ void check_contents(const fs::path& dir, const StateFile& saved, models::Backbon
   if (!optimizer.empty()) throw CheckpointError(optimizer);
   // A diverged run's weights are no place to resume from.
   std::string poisoned = first_nonfinite(weights, "backbone.pt");
-  for (const auto& f : fc_files(dir, saved.state.num_classes)) {
-    if (poisoned.empty()) {
-      poisoned = first_nonfinite(models::read_state_dict(f.path), f.path.filename().string());
-    }
-  }
-  if (poisoned.empty() && fs::exists(files.head())) {
+  check_fc_files(fc_files(dir, saved.state.num_classes), poisoned);
+  if (poisoned.empty() && saved.files.count(files.head().filename().string()) > 0) {
     poisoned = first_nonfinite(models::read_state_dict(files.head()), "head.pt");
   }
   if (!poisoned.empty()) throw CheckpointError(poisoned);
@@ -312,6 +352,12 @@ void check_contents(const fs::path& dir, const StateFile& saved, models::Backbon
 }
 
 }  // namespace
+
+bool is_damage(const std::exception& e) {
+  return dynamic_cast<const CheckpointError*>(&e) != nullptr ||
+         dynamic_cast<const ConfigError*>(&e) != nullptr ||
+         dynamic_cast<const DataError*>(&e) != nullptr;
+}
 
 std::string checkpoint_summary_problem(const fs::path& dir, const RunShape& run) {
   return damage([&] { check_summary(dir, run); });
@@ -356,40 +402,37 @@ std::optional<fs::path> find_resume_checkpoint(const fs::path& run_dir, const st
 std::optional<fs::path> agree_resume_checkpoint(const fs::path& run_dir, const std::string& resume,
                                                 models::BackboneImpl& backbone,
                                                 const RunShape& run, dist::Communicator& comm) {
-  // Rank 0 decides (1: found, 0: none, -1: it failed); the others take its choice and check
-  // the chosen folder's summary.
+  const std::string what = "--resume " + resume;
+  // Rank 0 decides; every rank learns whether it failed.
   std::optional<fs::path> mine;
-  std::string failure;
-  if (comm.rank() == 0) {
-    try {
-      mine = find_resume_checkpoint(run_dir, resume, backbone, run);
-    } catch (const Error& e) {
-      failure = e.what();  // every rank raises it below, not only rank 0
-    }
-  }
-  const std::int64_t verdict =
-      comm.host_all_gather({!failure.empty() ? -1 : mine ? 1 : 0})[0];
-  if (verdict == -1) {
-    if (comm.rank() == 0) throw CheckpointError(failure);
-    throw CheckpointError("rank 0 found no usable checkpoint to resume from (its log says why)");
-  }
-  if (verdict == 0) return std::nullopt;
-  // The same folder on every rank: the run's newest usable step (the same number everywhere),
-  // or the one named on the command line.
+  agree_on_every_rank(comm, what + ": choosing the checkpoint", [&] {
+    if (comm.rank() == 0) mine = find_resume_checkpoint(run_dir, resume, backbone, run);
+  });
+  // Its step number (-1: none; -2: a folder not named step-N, given on the command line).
   const std::int64_t step = comm.host_all_gather(
-      {mine ? RunLayout::step_number(mine->filename().string()).value_or(-1) : -1})[0];
+      {!mine ? -1 : RunLayout::step_number(mine->filename().string()).value_or(-2)})[0];
+  if (step == -1) return std::nullopt;
+  // The same folder on every rank, each checking its summary (kilobytes): a run folder that is
+  // not shared between hosts, or a file damaged in one host's view, ends the job on every rank.
   fs::path dir;
-  if (comm.rank() == 0) {
-    dir = *mine;
-  } else if (resume == "auto") {
-    dir = RunLayout{run_dir}.step(step).dir;
-  } else {
-    const auto found = find_checkpoint(resume);
-    dir = found ? found->dir : fs::path(resume);
-  }
-  const std::string problem =
-      comm.rank() == 0 ? std::string() : checkpoint_summary_problem(dir, run);
-  agree_usable(comm, problem, resume, dir);
+  agree_on_every_rank(comm, what + ": checking rank 0's choice", [&] {
+    if (comm.rank() == 0) {
+      dir = *mine;
+      return;
+    }
+    if (resume == "auto") {
+      dir = RunLayout{run_dir}.step(step).dir;
+    } else {
+      const auto found = find_checkpoint(resume);
+      dir = found ? found->dir : fs::path(resume);
+    }
+    if (const std::string problem = checkpoint_summary_problem(dir, run); !problem.empty()) {
+      throw CheckpointError(fmt::format(
+          "{}: rank 0 chose {}, which rank {} cannot use: {}: every rank must see the same "
+          "checkpoint (a run folder shared by all hosts)",
+          what, dir.string(), comm.rank(), problem));
+    }
+  });
   return dir;
 }
 
@@ -411,16 +454,23 @@ TrainState load_checkpoint(const fs::path& dir, models::BackboneImpl& backbone,
     if (covered.lo < 0) covered.lo = f.range.lo;
     covered.hi = f.range.hi;
     for (const auto& [key, t] : models::read_state_dict(f.path)) {
-      if (t.size(0) != f.range.size() * k) {
-        throw CheckpointError(fmt::format("{}: '{}' has {} rows, expected {} ({} classes x {})",
-                                          f.path.string(), key, t.size(0), f.range.size() * k,
-                                          f.range.size(), k));
+      if (t.dim() < 1 || t.size(0) != f.range.size() * k) {
+        throw CheckpointError(fmt::format("{}: '{}' is {}, expected {} rows ({} classes x {})",
+                                          f.path.string(), key, dist::describe(t),
+                                          f.range.size() * k, f.range.size(), k));
       }
       pieces[key].push_back(t);
     }
   }
   std::map<std::string, at::Tensor> joined;
-  for (auto& [key, list] : pieces) joined[key] = at::cat(list);
+  for (auto& [key, list] : pieces) {
+    try {
+      joined[key] = at::cat(list);
+    } catch (const c10::Error& e) {
+      throw CheckpointError(fmt::format("{}: the classifier files' '{}' do not join: {}",
+                                        dir.string(), key, e.what_without_backtrace()));
+    }
+  }
   fc.load_state(joined, covered, dir.string());
   load_head_statistics(files, fc.head());
   return state;

@@ -34,6 +34,11 @@ struct RunShape {
   std::int64_t dataset_size = 0;
 };
 
+// Whether an exception raised while reading a checkpoint says that the checkpoint is damaged —
+// its own content is wrong (CheckpointError, ConfigError, DataError) — rather than that reading
+// failed (IoError: an I/O error, a permission, a full disk; std::bad_alloc; anything else).
+bool is_damage(const std::exception& e);
+
 // Why a checkpoint folder cannot be resumed from, read from its state.json and the sizes of the
 // files it lists (kilobytes): state.json unreadable, another step than its folder's name, a
 // world size other than its classifier files', a listed file missing or of another size, a file

@@ -7,6 +7,8 @@
 
 #include "framework/core/error.h"
 #include "framework/core/input_file.h"
+#include "framework/core/run_layout.h"
+#include "framework/core/strings.h"
 #include "framework/serialization/json_object.h"
 
 namespace facetrain::train {
@@ -86,7 +88,7 @@ StateFile parse_state(std::string_view text, const std::string& source) {
   for (const auto& [name, value] : state.object("files").items()) {
     const serialization::JsonObject<CheckpointError> f(
         value, fmt::format("{}: files[\"{}\"]", source, name));
-    if (name.empty() || name.find('/') != std::string::npos || name == "state.json") {
+    if (!is_plain_file_name(name) || name == CheckpointLayout::kState) {
       throw CheckpointError(
           fmt::format("{}: \"{}\" is not a file name beside state.json", f.where(), name));
     }
@@ -97,7 +99,7 @@ StateFile parse_state(std::string_view text, const std::string& source) {
 
 StateFile read_state(const std::filesystem::path& file) {
   return parse_state(InputFile::open_or_throw<CheckpointError>(file).read_all<CheckpointError>(
-                         kMaxStateBytes, "checkpoint state"),
+                         kMaxStateBytes, "a checkpoint state"),
                      file.string());
 }
 

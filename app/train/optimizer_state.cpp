@@ -77,12 +77,21 @@ std::string optimizer_state_problem(const std::map<std::string, at::Tensor>& ten
                          params.size());
     }
     if (field == "step") {
-      if (t.dim() != 0 || !at::isIntegralType(t.scalar_type(), false) || t.item<std::int64_t>() < 0) {
-        return fmt::format("{}: '{}' must be a count (a 0-dim integer >= 0)", source, name);
+      // A count LibTorch can still add to.
+      if (t.dim() != 0 || !at::isIntegralType(t.scalar_type(), false) ||
+          t.item<std::int64_t>() < 0 || t.item<std::int64_t>() > (std::int64_t{1} << 62)) {
+        return fmt::format("{}: '{}' must be a count (a 0-dim integer in [0, 2^62])", source,
+                           name);
+      }
+      if (tensors.count(key(i, "exp_avg")) == 0 || tensors.count(key(i, "exp_avg_sq")) == 0) {
+        return fmt::format("{}: '{}' without state.{}.exp_avg and exp_avg_sq", source, name, i);
       }
     } else if (!is_moment(field)) {
       return fmt::format("{}: '{}': unknown field '{}'", source, name, field);
-    } else if (t.sizes() != params[i].sizes() || !t.is_floating_point()) {
+    } else if (!t.is_floating_point()) {
+      return fmt::format("{}: '{}' is {}, expected floating-point values", source, name,
+                         c10::toString(t.scalar_type()));
+    } else if (t.sizes() != params[i].sizes()) {
       return fmt::format("{}: '{}' has shape [{}], the parameter [{}]", source, name,
                          fmt::join(t.sizes(), ", "), fmt::join(params[i].sizes(), ", "));
     } else if (!t.isfinite().all().item<bool>()) {

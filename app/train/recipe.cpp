@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "framework/core/checked.h"
 #include "framework/core/error.h"
 #include "framework/log/logger.h"
 
@@ -54,7 +55,7 @@ TrainRecipe TrainRecipe::from(const Config& c) {
   r.backend = c.get_string("dist.backend");
   r.timeout_s = c.get_float("dist.timeout_s");
   r.bucket_mb = c.get_float("dist.bucket_mb");
-  r.cpu_threads = static_cast<int>(c.get_int("train.cpu_threads"));
+  r.cpu_threads = checked::narrow<int, ConfigError>(c.get_int("train.cpu_threads"), "train.cpu_threads");
   r.seed = c.get_int("train.seed");
   r.frequent = c.get_int("train.frequent");
   r.tensorboard = c.get_bool("log.tensorboard");
@@ -66,8 +67,9 @@ TrainRecipe TrainRecipe::from(const Config& c) {
   r.num_epoch = c.get_int("train.num_epoch");
   r.loader.batch_size = c.get_int("train.batch_size");
   r.loader.seed = static_cast<std::uint64_t>(r.seed);
-  r.loader.num_workers = static_cast<int>(c.get_int("data.num_workers"));
-  r.loader.prefetch = static_cast<int>(c.get_int("data.prefetch"));
+  r.loader.num_workers =
+      checked::narrow<int, ConfigError>(c.get_int("data.num_workers"), "data.num_workers");
+  r.loader.prefetch = checked::narrow<int, ConfigError>(c.get_int("data.prefetch"), "data.prefetch");
   r.loader.skip_corrupt = c.get_string("data.corrupt_policy") == "skip";
 
   try {

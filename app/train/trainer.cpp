@@ -164,7 +164,12 @@ std::optional<std::int64_t> resume_run(const fs::path& run_dir, const std::strin
     log::info("--resume {}: no checkpoint in {}, starting from scratch", resume, run_dir.string());
     return std::nullopt;
   }
-  const TrainState saved = load_checkpoint(*from, *model.backbone, *model.optimizer, *model.fc);
+  // A rank whose load fails (a file damaged in its view, an I/O error) ends the job on every
+  // rank now, not at the first training collective's deadline.
+  TrainState saved;
+  dist::agree_on_every_rank(comm, "loading checkpoint " + from->string(), [&] {
+    saved = load_checkpoint(*from, *model.backbone, *model.optimizer, *model.fc);
+  });
   state.epoch = saved.epoch;
   state.consumed = saved.consumed;
   // The step follows from the loader's position, so a run on another world size (another global

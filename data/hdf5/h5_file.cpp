@@ -73,7 +73,12 @@ std::int64_t checked_elements(hid_t set, hid_t space, std::size_t element_bytes,
   if (rank > 0) H5Sget_simple_extent_dims(space, dims.data(), nullptr);
   std::optional<std::uint64_t> elements = rank >= 0 ? std::optional<std::uint64_t>(1) : std::nullopt;
   for (const hsize_t d : dims) {
-    if (elements) elements = checked::try_mul<std::uint64_t>(*elements, d);
+    // Each dimension an int64 too (one of 2^64 - 1 beside a 0 holds no elements, but no shape).
+    if (elements && checked::fits<std::int64_t>(d)) {
+      elements = checked::try_mul<std::uint64_t>(*elements, d);
+    } else {
+      elements = std::nullopt;
+    }
   }
   const bool fits_int64 = elements && checked::fits<std::int64_t>(*elements);
   const auto product = fits_int64 ? checked::try_mul<std::uint64_t>(*elements, element_bytes)
@@ -146,8 +151,29 @@ hid_t H5File::cached_dataset(const std::string& name) const {
   std::lock_guard<std::mutex> lock(cache_mutex_);
   const auto it = open_datasets_.find(name);
   if (it != open_datasets_.end()) return it->second;
-  const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));
+  const hid_t set = open_dataset(name);
   open_datasets_.emplace(name, set);
+  return set;
+}
+
+hid_t H5File::open_dataset(const std::string& name) const {
+  // Only data in this file: an external link, external raw storage or a virtual dataset would
+  // make HDF5 open other paths (a FIFO among them) that no check here has seen.
+  H5L_info_t link{};
+  FT_CHECK_H5(H5Lget_info(id_, name.c_str(), &link, H5P_DEFAULT));
+  if (link.type != H5L_TYPE_HARD) {
+    throw DataError(fmt::format("{}: /{} is a link to elsewhere, expected a dataset in the file",
+                                path_, name));
+  }
+  const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));
+  Closer plist{H5Dget_create_plist(set), H5Pclose};
+  const bool external = plist.id >= 0 && H5Pget_external_count(plist.id) > 0;
+  const bool is_virtual = plist.id >= 0 && H5Pget_layout(plist.id) == H5D_VIRTUAL;
+  if (plist.id < 0 || external || is_virtual) {
+    H5Dclose(set);
+    throw DataError(fmt::format("{}: /{} keeps its data {}, expected it in the file", path_, name,
+                                is_virtual ? "in a virtual mapping" : "in other files"));
+  }
   return set;
 }
 
@@ -205,9 +231,12 @@ at::Tensor H5File::read_enum(hid_t set, hid_t space, hid_t stored,
   Closer base{FT_CHECK_H5(H5Tget_super(stored)), H5Tclose};
   const std::size_t bytes = H5Tget_size(base.id);
   const bool is_signed = H5Tget_sign(base.id) == H5T_SGN_2;
-  if (H5Tget_class(base.id) != H5T_INTEGER || (bytes != 1 && bytes != 2 && bytes != 4 && bytes != 8)) {
-    throw DataError(fmt::format("{}: /{}: an enumeration over {}-byte values, expected integers",
-                                path_, name, bytes));
+  // Signed integers of 1 to 8 bytes, or unsigned bytes: the types a tensor holds as they are.
+  if (H5Tget_class(base.id) != H5T_INTEGER || (bytes != 1 && bytes != 2 && bytes != 4 && bytes != 8) ||
+      (!is_signed && bytes != 1)) {
+    throw DataError(fmt::format(
+        "{}: /{}: an enumeration over {} {}-byte values, expected signed integers or bytes", path_,
+        name, is_signed ? "signed" : "unsigned", bytes));
   }
   const at::ScalarType dtype = bytes == 1 ? (is_signed ? at::kChar : at::kByte)
                                : bytes == 2 ? at::kShort
@@ -224,7 +253,7 @@ at::Tensor H5File::read_enum(hid_t set, hid_t space, hid_t stored,
 
 at::Tensor H5File::read(const std::string& name) const {
   if (!has(name)) throw DataError(fmt::format("{}: no dataset /{}", path_, name));
-  const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));
+  const hid_t set = open_dataset(name);
   Closer closer{set, H5Dclose};
   Closer space{FT_CHECK_H5(H5Dget_space(set)), H5Sclose};
   const int rank = FT_CHECK_H5(H5Sget_simple_extent_ndims(space.id));
@@ -273,7 +302,7 @@ std::int64_t H5File::contiguous_offset(const std::string& name) const {
 
 std::vector<std::int64_t> H5File::shape(const std::string& name) const {
   if (!has(name)) throw DataError(fmt::format("{}: no dataset /{}", path_, name));
-  const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));
+  const hid_t set = open_dataset(name);
   Closer closer{set, H5Dclose};
   Closer space{FT_CHECK_H5(H5Dget_space(set)), H5Sclose};
   const int rank = FT_CHECK_H5(H5Sget_simple_extent_ndims(space.id));
@@ -284,7 +313,7 @@ std::vector<std::int64_t> H5File::shape(const std::string& name) const {
 
 std::int64_t H5File::length(const std::string& name) const {
   if (!has(name)) throw DataError(fmt::format("{}: no dataset /{}", path_, name));
-  const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));
+  const hid_t set = open_dataset(name);
   Closer closer{set, H5Dclose};
   Closer space{FT_CHECK_H5(H5Dget_space(set)), H5Sclose};
   return FT_CHECK_H5(H5Sget_simple_extent_npoints(space.id));
@@ -292,7 +321,7 @@ std::int64_t H5File::length(const std::string& name) const {
 
 std::vector<std::string> H5File::read_strings(const std::string& name) const {
   if (!has(name)) throw DataError(fmt::format("{}: no dataset /{}", path_, name));
-  const hid_t set = FT_CHECK_H5(H5Dopen2(id_, name.c_str(), H5P_DEFAULT));
+  const hid_t set = open_dataset(name);
   Closer closer{set, H5Dclose};
   Closer space{FT_CHECK_H5(H5Dget_space(set)), H5Sclose};
   Closer stored{FT_CHECK_H5(H5Dget_type(set)), H5Tclose};

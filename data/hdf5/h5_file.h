@@ -72,6 +72,8 @@ class H5File {
   H5File(hid_t id, std::string path) : id_(id), path_(std::move(path)) {}
   // The open handle of dataset `name`, kept for repeated read_bytes calls (one per image).
   hid_t cached_dataset(const std::string& name) const;
+  // Opens dataset `name` (the caller closes it), refusing one whose data is not in this file.
+  hid_t open_dataset(const std::string& name) const;
   // read() of a dataset of an enumeration type over integers (h5py's numpy bool).
   at::Tensor read_enum(hid_t set, hid_t space, hid_t stored, const std::vector<hsize_t>& dims,
                        const std::string& name) const;

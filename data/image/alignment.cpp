@@ -29,9 +29,11 @@ double Similarity::scale() const {
 
 void check_finite(const FivePoints& landmarks, const std::string& source) {
   for (std::size_t i = 0; i < landmarks.size(); ++i) {
-    if (!std::isfinite(landmarks[i].x) || !std::isfinite(landmarks[i].y)) {
-      throw DataError(fmt::format("{}: landmark {} is ({}, {}): not a finite point", source, i + 1,
-                                  landmarks[i].x, landmarks[i].y));
+    const Point& p = landmarks[i];
+    if (!(std::abs(p.x) <= kMaxLandmarkCoordinate && std::abs(p.y) <= kMaxLandmarkCoordinate)) {
+      throw DataError(fmt::format("{}: landmark {} is ({}, {}): not a point within {:g} pixels of "
+                                  "the image",
+                                  source, i + 1, p.x, p.y, kMaxLandmarkCoordinate));
     }
   }
 }
@@ -107,8 +109,12 @@ std::vector<std::uint8_t> warp_similarity(const std::uint8_t* image, std::int64_
     for (std::int64_t ox = 0; ox < size; ++ox) {
       const Point p = back.apply({static_cast<double>(ox), static_cast<double>(oy)});
       const double fx = std::floor(p.x), fy = std::floor(p.y);
+      // Far outside (or not a number): the zero border, decided before any integer conversion.
+      if (!(fx >= -1 && fy >= -1 && fx < static_cast<double>(width) &&
+            fy < static_cast<double>(height))) {
+        continue;
+      }
       const auto x0 = static_cast<std::int64_t>(fx), y0 = static_cast<std::int64_t>(fy);
-      if (x0 < -1 || y0 < -1 || x0 >= width || y0 >= height) continue;
       const double wx = p.x - fx, wy = p.y - fy;
       for (int c = 0; c < 3; ++c) {
         const double v = (1 - wy) * ((1 - wx) * pixel(x0, y0, c) + wx * pixel(x0 + 1, y0, c)) +

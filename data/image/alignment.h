@@ -64,7 +64,12 @@ std::vector<std::uint8_t> align_face(const std::uint8_t* image, std::int64_t hei
                                      std::int64_t size, const std::string& source,
                                      LandmarkRule rule = LandmarkRule::kMustSpanAFace);
 
-// DataError naming `source` and the landmark unless all five are finite points.
+// How far a landmark may lie from the image's origin: 10^7 pixels, a thousand times the largest
+// image facetrain decodes (beyond it an alignment's arithmetic loses its meaning).
+inline constexpr double kMaxLandmarkCoordinate = 1e7;
+
+// DataError naming `source` and the landmark unless all five are finite points within
+// kMaxLandmarkCoordinate.
 void check_finite(const FivePoints& landmarks, const std::string& source);
 
 // One line of a landmarks file: an image path (relative to the images' folder), its five

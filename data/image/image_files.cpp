@@ -64,7 +64,7 @@ std::vector<std::filesystem::path> list_image_files(const std::filesystem::path&
 
 std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path) {
   const std::string bytes =
-      InputFile::open_or_throw<DataError>(path).read_all<DataError>(kMaxImageFileBytes, "image file");
+      InputFile::open_or_throw<DataError>(path).read_all<DataError>(kMaxImageFileBytes, "an image file");
   return {bytes.begin(), bytes.end()};
 }
 

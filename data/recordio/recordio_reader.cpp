@@ -36,7 +36,7 @@ RecordIOReader::RecordIOReader(const std::filesystem::path& path)
   rec_size_ = static_cast<std::uint64_t>(rec_.size());
   const std::filesystem::path idx_path = rec_path_.parent_path() / (rec_path_.stem().string() + ".idx");
   const std::string text =
-      InputFile::open_or_throw<DataError>(idx_path).read_all<DataError>(kMaxIndexBytes, "RecordIO index");
+      InputFile::open_or_throw<DataError>(idx_path).read_all<DataError>(kMaxIndexBytes, "a RecordIO index");
   std::istringstream idx(text);
   std::map<std::uint64_t, std::uint64_t> key_at;  // offset -> the key listed there
   std::string line;

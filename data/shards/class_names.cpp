@@ -38,7 +38,7 @@ int hex_digit(char c) {
   return -1;
 }
 
-std::string unescaped(std::string_view text, const std::string& where) {
+std::string unescaped(std::string_view text) {
   std::string out;
   for (std::size_t i = 0; i < text.size(); ++i) {
     if (text[i] != '\\') {
@@ -54,9 +54,7 @@ std::string unescaped(std::string_view text, const std::string& where) {
       out += static_cast<char>(hex_digit(text[i + 2]) * 16 + hex_digit(text[i + 3]));
       i += 3;
     } else {
-      throw DataError(fmt::format("{}: '\\' at byte {} of the name starts no escape (expected "
-                                  "\\\\, \\t, \\n, \\r or \\xHH)",
-                                  where, i));
+      out += '\\';  // no escape: a backslash as files written before escaping hold it
     }
   }
   return out;
@@ -75,13 +73,16 @@ std::string class_names_tsv(const std::vector<std::string>& names) {
 std::vector<std::string> parse_class_names(std::string_view text, const std::string& source) {
   std::vector<std::string> names;
   std::size_t line = 0;
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // a byte-order mark
   while (!text.empty()) {
     ++line;
     const std::size_t end = text.find('\n');
     if (end == std::string_view::npos) {
       throw DataError(fmt::format("{}:{}: the last line has no newline (a cut file?)", source, line));
     }
-    const std::string_view row = text.substr(0, end);
+    std::string_view row = text.substr(0, end);
+    // A CR before the newline (an editor's CRLF): names hold theirs escaped.
+    if (!row.empty() && row.back() == '\r') row.remove_suffix(1);
     text.remove_prefix(end + 1);
     const std::string where = fmt::format("{}:{}", source, line);
     const std::size_t tab = row.find('\t');
@@ -91,7 +92,7 @@ std::vector<std::string> parse_class_names(std::string_view text, const std::str
         label != names.size()) {
       throw DataError(fmt::format("{}: expected \"{}<TAB>name\"", where, names.size()));
     }
-    names.push_back(unescaped(row.substr(tab + 1), where));
+    names.push_back(unescaped(row.substr(tab + 1)));
   }
   return names;
 }
@@ -100,7 +101,7 @@ std::vector<std::string> read_class_names(const std::filesystem::path& file) {
   // A name per class: 1 GiB is some ten million names of a hundred bytes.
   return parse_class_names(
       InputFile::open_or_throw<DataError>(file).read_all<DataError>(std::int64_t{1} << 30,
-                                                                    "classes.tsv"),
+                                                                    "a classes.tsv"),
       file.string());
 }
 

@@ -14,7 +14,9 @@ namespace facetrain::data {
 std::string class_names_tsv(const std::vector<std::string>& names);
 
 // The names of classes.tsv text; DataError naming `source`, the line and what was expected (a
-// label out of order, no tab, an unknown escape).
+// label out of order, no tab, no final newline). A byte-order mark and CRLF line ends are
+// accepted, and a backslash that starts no escape is itself (as files written before names were
+// escaped hold it).
 std::vector<std::string> parse_class_names(std::string_view text, const std::string& source);
 
 // parse_class_names of the file.

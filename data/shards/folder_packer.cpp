@@ -13,6 +13,7 @@
 #include "data/image/image_files.h"
 #include "data/image/jpeg_codec.h"
 #include "data/shards/sharded_dataset.h"
+#include "framework/core/checked.h"
 #include "framework/core/atomic_file.h"
 #include "framework/core/error.h"
 
@@ -118,7 +119,8 @@ Manifest pack_image_folder(const std::filesystem::path& input, const std::filesy
   for (std::size_t label = 0; label < identities.size(); ++label) {
     classes.push_back(identities[label].filename().string());
     for (const auto& file : files[label]) {
-      writer.add(static_cast<std::int32_t>(label), stored(codec, file));
+      writer.add(checked::narrow<std::int32_t, DataError>(label, "identity folders"),
+                 stored(codec, file));
       if (progress && (++done % 256 == 0 || done == total)) progress(done, total);
     }
   }

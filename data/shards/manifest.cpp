@@ -11,6 +11,7 @@
 #include "framework/core/checked.h"
 #include "framework/core/error.h"
 #include "framework/core/input_file.h"
+#include "framework/core/strings.h"
 #include "framework/serialization/json_object.h"
 
 namespace facetrain::data {
@@ -29,7 +30,7 @@ json parse(const std::filesystem::path& dir) {
     throw DataError(fmt::format("{}: no manifest: {} (is {} a facetrain dataset folder?)",
                                 path.string(), file.problem(), dir.string()));
   }
-  const std::string text = file.read_all<DataError>(kMaxManifestBytes, "manifest");
+  const std::string text = file.read_all<DataError>(kMaxManifestBytes, "a manifest");
   try {
     return json::parse(text);
   } catch (const json::exception& e) {  // parse_error, and out_of_range on number overflow
@@ -54,9 +55,10 @@ void check_format(const Object& j) {
 ShardInfo shard_info(const Object& s) {
   ShardInfo info;
   info.file = s.string("file");
-  if (info.file.find('/') != std::string::npos) {
-    throw DataError(
-        fmt::format("{}: file \"{}\" must be a plain name in the folder", s.where(), info.file));
+  if (!is_plain_file_name(info.file)) {
+    throw DataError(fmt::format("{}: file \"{}\" must be a plain name in the folder (1 to 255 "
+                                "bytes, no '/')",
+                                s.where(), info.file));
   }
   info.num_samples = s.integer<std::int64_t>("num_samples", 0);
   info.label_min = s.integer<std::int64_t>("label_min");

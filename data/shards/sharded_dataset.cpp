@@ -1,7 +1,6 @@
 #include "data/shards/sharded_dataset.h"
 
 #include <ATen/ATen.h>
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <unistd.h>
@@ -16,6 +15,7 @@
 #include "data/shards/class_names.h"
 #include "framework/core/atomic_file.h"
 #include "framework/core/error.h"
+#include "framework/core/checked.h"
 #include "framework/core/checksum.h"
 #include "framework/core/input_file.h"
 
@@ -117,7 +117,8 @@ namespace {
 // corrupt shape cannot drive an allocation.
 std::string shard_shape_problem(const H5File& file, const ShardInfo& shard) {
   for (const auto& [name, length] :
-       {std::pair<const char*, std::int64_t>{"offsets", shard.num_samples + 1},
+       {std::pair<const char*, std::int64_t>{
+            "offsets", checked::add<DataError>(shard.num_samples, std::int64_t{1}, shard.file)},
         {"labels", shard.num_samples}}) {
     const auto dims = file.shape(name);
     if (dims.size() != 1 || dims[0] != length) {
@@ -156,8 +157,8 @@ ShardedDataset::ShardedDataset(const std::filesystem::path& dir)
   std::int64_t start = 0;
   for (const auto& shard : manifest_.shards) {
     const auto path = dir / shard.file;
-    if (!std::filesystem::exists(path)) {
-      throw DataError(fmt::format("{}: missing (listed in manifest.json)", path.string()));
+    if (const InputFile f = InputFile::open(path); !f.problem().empty()) {
+      throw DataError(fmt::format("{}: {} (listed in manifest.json)", path.string(), f.problem()));
     }
     auto file = std::make_unique<H5File>(H5File::open(path));
     if (const std::string problem = shard_shape_problem(*file, shard); !problem.empty()) {
@@ -170,18 +171,16 @@ ShardedDataset::ShardedDataset(const std::filesystem::path& dir)
     offsets_.push_back(offsets);
     labels.push_back(shard_labels);
     jpeg_offsets_.push_back(file->contiguous_offset("jpeg"));
-    fds_.push_back(jpeg_offsets_.back() >= 0 ? ::open(path.c_str(), O_RDONLY | O_CLOEXEC) : -1);
+    plain_.push_back(jpeg_offsets_.back() >= 0 ? std::make_unique<InputFile>(
+                                                    InputFile::open_or_throw<DataError>(path))
+                                              : nullptr);
     files_.push_back(std::move(file));
   }
   starts_.push_back(start);
   labels_ = labels.empty() ? at::empty({0}, at::kInt) : at::cat(labels);
 }
 
-ShardedDataset::~ShardedDataset() {
-  for (int fd : fds_) {
-    if (fd >= 0) ::close(fd);
-  }
-}
+ShardedDataset::~ShardedDataset() = default;
 
 std::pair<std::size_t, std::int64_t> ShardedDataset::locate(std::int64_t index) const {
   if (index < 0 || index >= size()) {
@@ -207,14 +206,14 @@ void ShardedDataset::read(std::int64_t index, std::vector<std::uint8_t>& out) co
     throw DataError(fmt::format("{}: bad offsets [{}, {})", describe(index), begin, end));
   }
   out.resize(static_cast<std::size_t>(end - begin));
-  if (fds_[shard] < 0) {
+  if (!plain_[shard]) {
     files_[shard]->read_bytes("jpeg", begin, end - begin, out.data());
     return;
   }
   std::size_t done = 0;
   while (done < out.size()) {
     const ssize_t n =
-        ::pread(fds_[shard], out.data() + done, out.size() - done,
+        ::pread(plain_[shard]->fd(), out.data() + done, out.size() - done,
                 static_cast<off_t>(jpeg_offsets_[shard] + begin) + static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {

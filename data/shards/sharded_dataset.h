@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "framework/core/input_file.h"
 #include "data/hdf5/h5_file.h"
 #include "data/shards/manifest.h"
 
@@ -83,9 +84,9 @@ class ShardedDataset {
   std::filesystem::path dir_;
   Manifest manifest_;
   std::vector<std::unique_ptr<H5File>> files_;
-  // Per shard: a plain file descriptor and /jpeg's file offset, so image reads bypass HDF5's
-  // global lock and per-call cost (/jpeg is stored contiguously); -1 falls back to HDF5.
-  std::vector<int> fds_;
+  // Per shard: the file opened plainly and /jpeg's file offset, so image reads bypass HDF5's
+  // global lock and per-call cost (/jpeg is stored contiguously); null falls back to HDF5.
+  std::vector<std::unique_ptr<InputFile>> plain_;
   std::vector<std::int64_t> jpeg_offsets_;
   std::vector<at::Tensor> offsets_;   // int64 [n + 1] per shard
   std::vector<std::int64_t> starts_;  // global index of each shard's first sample, + total

@@ -84,7 +84,7 @@ Manifest synthesize_faces(const std::filesystem::path& out, const std::filesyste
       return synthetic_face_jpeg(o.seed, first + i / o.per_identity, i % o.per_identity);
     });
     for (std::int64_t i = 0; i < static_cast<std::int64_t>(images.size()); ++i) {
-      writer.add(static_cast<std::int32_t>(first + i / o.per_identity),
+      writer.add(checked::narrow<std::int32_t, ConfigError>(first + i / o.per_identity, "synth: a label"),
                  images[static_cast<std::size_t>(i)]);
     }
     done += static_cast<std::int64_t>(images.size());

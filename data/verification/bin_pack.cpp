@@ -6,6 +6,8 @@
 #include "data/image/image_files.h"
 #include "data/image/jpeg_codec.h"
 #include "data/verification/pickle_pack.h"
+#include "framework/core/error.h"
+#include "framework/core/input_file.h"
 
 namespace facetrain::data {
 
@@ -26,7 +28,11 @@ VerificationPairs parse_bin_pack(const std::vector<std::uint8_t>& bytes,
 }
 
 VerificationPairs read_bin_pack(const std::filesystem::path& path) {
-  return parse_bin_pack(read_file_bytes(path), path.string());
+  // insightface's packs hold some thousands of pairs of small JPEGs (lfw.bin: 64 MB).
+  constexpr std::int64_t kMaxPackBytes = std::int64_t{4} << 30;
+  const std::string bytes = InputFile::open_or_throw<DataError>(path).read_all<DataError>(
+      kMaxPackBytes, "a verification pack");
+  return parse_bin_pack(std::vector<std::uint8_t>(bytes.begin(), bytes.end()), path.string());
 }
 
 }  // namespace facetrain::data

@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "framework/core/error.h"
+#include "framework/core/input_file.h"
 #include "framework/core/text_table.h"
 
 namespace facetrain::data {
@@ -57,8 +58,11 @@ void read_images(IjbProtocol& p) {
       throw DataError(
           fmt::format("{}: the path must stay inside {}", where, p.image_folder().string()));
     }
-    if (!fs::is_regular_file(p.image_folder() / rel)) {
-      throw DataError(fmt::format("{}: no such file in {}", where, p.image_folder().string()));
+    const InputFile image = InputFile::open(p.image_folder() / rel);
+    if (e.path.find('\0') != std::string::npos || !image.problem().empty()) {
+      throw DataError(fmt::format("{}: {} in {}", where,
+                                  image.problem().empty() ? "a NUL byte in the name" : image.problem(),
+                                  p.image_folder().string()));
     }
     // The detector's face probability weighs the image's features: within [0, 1].
     if (!(e.score >= 0 && e.score <= 1)) {

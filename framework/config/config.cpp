@@ -259,7 +259,7 @@ Config Config::from_file(const std::filesystem::path& path) {
     throw ConfigError(fmt::format("{}: cannot open config file ({})", path.string(), file.problem()));
   }
   // A configuration is a page of keys; 16 MiB is no configuration.
-  return from_string(file.read_all<ConfigError>(std::int64_t{16} << 20, "config file"),
+  return from_string(file.read_all<ConfigError>(std::int64_t{16} << 20, "a config file"),
                      path.string());
 }
 

@@ -35,6 +35,8 @@ InputFile InputFile::open(const std::filesystem::path& path) {
       f.problem_ = "a socket or device without a reader, expected a regular file";
     } else if (err == ELOOP) {
       f.problem_ = "a loop of symbolic links";
+    } else if (err == ENAMETOOLONG) {
+      f.problem_ = "a name longer than the file system allows";
     } else {
       throw IoError(fmt::format("{}: cannot open: {}", path.string(), std::strerror(err)));
     }
@@ -78,8 +80,8 @@ InputFile::~InputFile() {
 }
 
 std::string InputFile::too_large(std::int64_t max_bytes, std::string_view what) const {
-  return fmt::format("{}: {} bytes, more than the {} bytes a {} may hold", path_.string(), size_,
-                     max_bytes, what);
+  return fmt::format("{}: {} bytes, more than the {} bytes facetrain reads as {}", path_.string(),
+                     size_, max_bytes, what);
 }
 
 std::size_t InputFile::read_at(std::int64_t offset, char* out, std::size_t n) const {

@@ -40,8 +40,9 @@ class InputFile {
   // The size fstat reported when the file was opened.
   std::int64_t size() const { return size_; }
 
-  // The whole file. A file larger than `max_bytes` is refused with E naming both sizes (a stated
-  // maximum for what the caller keeps in memory); a failed read is an IoError.
+  // The whole file. A file larger than `max_bytes` is refused with E naming both sizes and `what`
+  // the file is taken for ("a manifest": a stated maximum for what the caller keeps in memory); a
+  // failed read is an IoError.
   template <class E>
   std::string read_all(std::int64_t max_bytes, std::string_view what) const {
     if (size_ > max_bytes) throw E(too_large(max_bytes, what));

@@ -2,13 +2,14 @@
 
 #include <fmt/format.h>
 
-#include <fstream>
 #include <regex>
+
+#include "framework/core/input_file.h"
 
 namespace facetrain {
 namespace fs = std::filesystem;
 
-const char* const CheckpointLayout::kFiles[4] = {"backbone.pt", "optimizer.pt", "state.json",
+const char* const CheckpointLayout::kFiles[4] = {"backbone.pt", "optimizer.pt", kState,
                                                  "config.toml"};
 
 fs::path CheckpointLayout::fc(std::int64_t lo, std::int64_t hi) const {
@@ -46,10 +47,10 @@ std::optional<fs::path> RunLayout::latest_checkpoint() const {
     if (ec) return std::nullopt;
     return target.is_absolute() ? target : checkpoints() / target;
   }
-  if (fs::is_regular_file(link, ec)) {
-    std::ifstream in(link);
-    std::string name;
-    std::getline(in, name);
+  if (const InputFile file = InputFile::open(link); file.problem().empty()) {
+    // A file naming the step folder: one short line.
+    const std::string text = file.read_all<Error>(4096, "a latest file");
+    const std::string name = text.substr(0, text.find('\n'));
     if (!step_number(name)) return std::nullopt;
     return checkpoints() / name;
   }

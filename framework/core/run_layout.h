@@ -10,20 +10,24 @@ namespace facetrain {
 
 // One checkpoint folder, RUN/checkpoints/step-NNNNNNN/:
 //   backbone.pt   the backbone's state dict (insightface names; Python's torch.load reads it)
-//   optimizer.pt  the backbone optimizer's state (LibTorch archive)
+//   optimizer.pt  the backbone optimizer's state (a state dict of state.I.FIELD tensors)
 //   fc-LO-HI.pt   per rank, the Partial FC rows of classes [LO, HI) and their optimizer state
 //   head.pt       the margin head's running statistics (AdaFace's norm mean and deviation,
 //                 CurricularFace's t), for heads that keep any; the same on every rank
-//   state.json    where the run stands (step, epoch, samples consumed, loss scale, …)
+//   state.json    where the run stands (step, epoch, samples consumed, loss scale, …) and every
+//                 other file of the folder with its size and CRC-32; written last
 //   config.toml   the run's resolved configuration
 struct CheckpointLayout {
   std::filesystem::path dir;
 
+  static constexpr const char* kState = "state.json";
+  static constexpr const char* kHead = "head.pt";
+
   std::filesystem::path backbone() const { return dir / "backbone.pt"; }
   std::filesystem::path optimizer() const { return dir / "optimizer.pt"; }
-  std::filesystem::path state() const { return dir / "state.json"; }
+  std::filesystem::path state() const { return dir / kState; }
   std::filesystem::path config() const { return dir / "config.toml"; }
-  std::filesystem::path head() const { return dir / "head.pt"; }
+  std::filesystem::path head() const { return dir / kHead; }
   std::filesystem::path fc(std::int64_t lo, std::int64_t hi) const;
   // The class range [lo, hi) of an fc-LO-HI.pt file name, or nullopt for any other name.
   static std::optional<std::pair<std::int64_t, std::int64_t>> fc_range(const std::string& name);

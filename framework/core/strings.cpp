@@ -80,4 +80,9 @@ bool is_utf8(std::string_view s) {
   return true;
 }
 
+bool is_plain_file_name(std::string_view name) {
+  return !name.empty() && name.size() <= 255 && name != "." && name != ".." &&
+         name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
+}
+
 }  // namespace facetrain

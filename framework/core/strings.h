@@ -29,4 +29,8 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i);
 // Whether all of `s` is well-formed UTF-8.
 bool is_utf8(std::string_view s);
 
+// Whether `name` can be one file's name inside a folder: 1 to 255 bytes (NAME_MAX), no '/' and
+// no NUL, not "." or "..".
+bool is_plain_file_name(std::string_view name);
+
 }  // namespace facetrain

@@ -48,7 +48,7 @@ std::int64_t read_text_table(const std::string& file,
                              std::int64_t skip_lines) {
   // A table (IJB-C's largest is some 40 MiB) is read whole; 2 GiB is no metadata table.
   std::istringstream in(InputFile::open_or_throw<DataError>(file).read_all<DataError>(
-      std::int64_t{2} << 30, "metadata table"));
+      std::int64_t{2} << 30, "a metadata table"));
   TextRow r;
   r.file = &file;
   std::int64_t rows = 0;

@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <exception>
 
 #include "framework/core/error.h"
 
@@ -81,6 +82,23 @@ at::Tensor Communicator::all_gather_equal(const at::Tensor& tensor) {
   auto work = all_gather_async(input, std::vector<std::int64_t>(size(), input.size(0)));
   work->wait();
   return work->result();
+}
+
+void agree_on_every_rank(Communicator& comm, const std::string& what,
+                         const std::function<void()>& step) {
+  std::exception_ptr failure;
+  try {
+    step();
+  } catch (const std::exception&) {
+    failure = std::current_exception();
+  }
+  const std::vector<std::int64_t> ok = comm.host_all_gather({failure ? 0 : 1});
+  if (failure) std::rethrow_exception(failure);
+  for (std::size_t r = 0; r < ok.size(); ++r) {
+    if (ok[r] == 0) {
+      throw DistError(fmt::format("{}: rank {} failed (its log and message say why)", what, r));
+    }
+  }
 }
 
 }  // namespace facetrain::dist

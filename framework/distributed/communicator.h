@@ -3,6 +3,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -124,5 +125,12 @@ class LocalCommunicator final : public Communicator {
 
 // A tensor's dtype and shape for messages: "float[32,512]".
 std::string describe(const at::Tensor& t);
+
+// Runs `step` on this rank, then every rank learns whether each one's succeeded (one
+// host_all_gather): a rank whose step threw rethrows its own exception, the others raise a
+// DistError naming the first rank that failed and `what`. So a failure on any rank, of any kind,
+// ends the step on every rank at once, instead of leaving the others in their next collective.
+void agree_on_every_rank(Communicator& comm, const std::string& what,
+                         const std::function<void()>& step);
 
 }  // namespace facetrain::dist

@@ -10,9 +10,11 @@
 namespace facetrain::dist {
 
 DeadlineGuard::DeadlineGuard(std::string what, double timeout_s, int rank) {
-  watcher_ = std::thread([this, what = std::move(what), timeout_s, rank] {
+  // Checked here, where a bad deadline can throw; in the watcher it would terminate.
+  const auto deadline = checked::seconds<DistError>(timeout_s, what);
+  watcher_ = std::thread([this, what = std::move(what), timeout_s, deadline, rank] {
     std::unique_lock<std::mutex> lock(mutex_);
-    const bool finished = done_changed_.wait_for(lock, checked::seconds<DistError>(timeout_s, what),
+    const bool finished = done_changed_.wait_for(lock, deadline,
                                                  [this] { return done_; });
     if (finished) return;
     std::fprintf(stderr,

@@ -222,6 +222,18 @@ TEST_F(ImageFixture, FilesH5pyWritesAreRead) {
   EXPECT_EQ(file.read_strings("vlen_ascii"), ascii);
   EXPECT_EQ(file.read_strings("fixed_ascii"), ascii);
   EXPECT_EQ(file.read_strings("fixed_utf8"), utf8);
+  // Data kept outside the file (links, external raw storage, virtual datasets) would make HDF5
+  // open paths no check has seen: refused by name, while the ordinary dataset beside them reads.
+  const auto elsewhere = H5File::open(out / "elsewhere.h5");
+  EXPECT_EQ(elsewhere.read("here").numel(), 4);
+  for (const auto& [name, message] : std::vector<std::pair<std::string, std::string>>{
+           {"link", "/link is a link to elsewhere"},
+           {"external", "/external keeps its data in other files"},
+           {"virtual", "/virtual keeps its data in a virtual mapping"}}) {
+    const std::string refused =
+        test::thrown_message<DataError>([&, name = name] { elsewhere.read(name); });
+    EXPECT_NE(refused.find(message), std::string::npos) << refused;
+  }
 }
 
 TEST_F(ImageFixture, AttributesAsH5pyWritesThem) {

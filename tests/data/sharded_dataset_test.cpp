@@ -105,7 +105,9 @@ TEST(ClassNamesTest, AnyBytesRoundTripAndBadLinesAreNamed) {
   };
   EXPECT_NE(refused("0\ta\n2\tb\n").find("classes.tsv:2: expected \"1<TAB>name\""),
             std::string::npos);
-  EXPECT_NE(refused("0\ta\\q\n").find("classes.tsv:1: '\\' at byte 1"), std::string::npos);
+  // Files written before names were escaped, or by an editor, read as they mean.
+  EXPECT_EQ(parse_class_names("\xEF\xBB\xBF" "0\ta\\q\r\n1\tb\r\n", "classes.tsv"),
+            (std::vector<std::string>{"a\\q", "b"}));
   EXPECT_NE(refused("0\ta").find("classes.tsv:1: the last line has no newline"), std::string::npos);
 }
 
@@ -201,7 +203,7 @@ TEST_F(ShardedDatasetTest, MissingShardAndBadManifest) {
   EXPECT_TRUE(any_contains(problems, "shard-00002.h5: no such file")) << joined(problems);
   EXPECT_NE(test::thrown_message<DataError>([&] {
               ShardedDataset ds(dir);
-            }).find("shard-00002.h5: missing (listed in manifest.json)"),
+            }).find("shard-00002.h5: no such file (listed in manifest.json)"),
             std::string::npos);
   std::ofstream(dir / "manifest.json") << "{ not json";
   EXPECT_TRUE(any_contains(verify_dataset(dir), "manifest.json: invalid JSON"));

@@ -1117,6 +1117,68 @@ resume_case("optimizer-raw-deep-pickle", lambda d: (d / "optimizer.pt").write_by
 resume_case("fc-deep-pickle-200000", deep_zip("fc-0-4.pt"))
 
 
+def forge(file: str, write: Callable[[Path], None]) -> Callable[[Path], None]:
+    """Rewrites `file` of the checkpoint with `write(path)` and lists its new size and CRC-32 in
+    state.json, so that only its content is wrong (the checks past the checksums are reached)."""
+    def damage(ckpt: Path) -> None:
+        write(ckpt / file)
+        data = (ckpt / file).read_bytes()
+        state = json.loads((ckpt / "state.json").read_text())
+        state["files"][file] = {"bytes": len(data), "crc32": zlib.crc32(data)}
+        (ckpt / "state.json").write_text(json.dumps(state, indent=2))
+    return damage
+
+
+def _fc_rows(rows: int) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        import torch
+        torch_save(path, {"weight": torch.zeros(rows, 8), "momentum": torch.zeros(rows, 8)})
+    return write
+
+
+def _optimizer_wrong_shape(path: Path) -> None:
+    import torch
+    torch_save(path, {"state.0.momentum_buffer": torch.zeros(3, 5, 7)})
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-30] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _head_unlisted(ckpt: Path) -> None:
+    import torch
+    torch_save(ckpt / "head.pt", {"t": torch.tensor(0.5)})
+
+
+def _state_long_name(ckpt: Path) -> None:
+    state = json.loads((ckpt / "state.json").read_text())
+    state["files"]["x" * 300] = {"bytes": 1, "crc32": 0}
+    (ckpt / "state.json").write_text(json.dumps(state, indent=2))
+
+
+def _fc_zero_dim_file(path: Path) -> None:
+    import torch
+    torch_save(path, {"weight": torch.tensor(1.0), "momentum": torch.tensor(1.0)})
+
+
+resume_case("fc-0-dim-listed", forge("fc-0-4.pt", _fc_zero_dim_file))
+resume_case("fc-no-rows-listed", forge("fc-0-4.pt", _fc_rows(0)))
+resume_case("fc-wrong-rows-listed", forge("fc-0-4.pt", _fc_rows(3)))
+resume_case("optimizer-wrong-shape-listed", forge("optimizer.pt", _optimizer_wrong_shape))
+resume_case("optimizer-deep-pickle-listed", forge("optimizer.pt", lambda p: p.write_bytes(
+    p_deep_list(200_000))))
+resume_case("backbone-byte-flipped", lambda d: _flip_last_byte(d / "backbone.pt"))
+resume_case("optimizer-grown", lambda d: (d / "optimizer.pt").write_bytes(
+    (d / "optimizer.pt").read_bytes() + b"\0"))
+resume_case("head-unlisted", _head_unlisted)
+resume_case("state-file-name-300-bytes", _state_long_name)
+resume_case("state-version-1", edit_state(version=1))
+resume_case("state-no-files", lambda d: (d / "state.json").write_text(json.dumps(
+    {k: v for k, v in json.loads((d / "state.json").read_text()).items() if k != "files"})))
+
+
 @case("run-folder-not-utf8", K4, valid=True, expect_ok=["resumed from"], needs=("run",))
 def _(ctx, tmp):
     name = os.fsencode(tmp) + b"/run-\xff\xfe"
@@ -1370,6 +1432,42 @@ add("align-landmarks-bom-crlf-no-final-newline", K7,
     valid=True, check=aligned_all, needs=("ijb",))
 
 
+def _jpeg_elsewhere(command: str, kind: str) -> Callable:
+    """A shard whose /jpeg keeps its bytes outside the file: in raw storage that is then a FIFO
+    (HDF5 would open and wait on it), or behind an external link."""
+    def build(ctx, tmp):
+        import h5py
+        import numpy as np
+        ds = copy_fx(ctx, "ds", tmp)
+        arrays = read_h5(ds / "shard-00000.h5")
+        raw = tmp / "jpeg.raw"
+        raw.write_bytes(arrays["jpeg"].tobytes())
+
+        def write(f):
+            f.attrs["format"] = np.bytes_(b"facetrain-shards")
+            if kind == "external":
+                f.create_dataset("jpeg", shape=arrays["jpeg"].shape, dtype=np.uint8,
+                                 external=[(str(raw), 0, len(arrays["jpeg"]))])
+            else:
+                with h5py.File(tmp / "other.h5", "w") as o:
+                    o.create_dataset("jpeg", data=arrays["jpeg"])
+                f["jpeg"] = h5py.ExternalLink(str(tmp / "other.h5"), "/jpeg")
+        rewrite_shard(ds, {k: v for k, v in arrays.items() if k != "jpeg"}, write)
+        if kind == "external":
+            replace_with_fifo(raw)
+        if command == "train":
+            return train_argv(ctx, "run", "--set", f'data.path="{ds}"')
+        return ["data", command, ds]
+    return build
+
+
+for _cmd in ("verify", "info", "train"):
+    for _kind in ("external", "link"):
+        add(f"{_cmd}-shard-jpeg-{_kind}", K1, _jpeg_elsewhere(_cmd, _kind),
+            expect=["shard-00000.h5", "jpeg"], needs=("ds",), blocking=True,
+            report_stdout=_cmd == "verify")
+
+
 def _labels_2d(command: str) -> Callable:
     def build(ctx, tmp):
         import numpy as np
@@ -1416,6 +1514,8 @@ add("ijb-landmark-far-outside-crop", K7, _ijb_landmarks(set_field(1, "100000.0")
 add("ijb-landmarks-all-far-outside", K7,
     _ijb_landmarks(lambda f: [f[0]] + ["1e6"] * 10 + [f[11]]), valid=True, needs=("run", "ijb"))
 add("ijb-landmark-nan", K7, _ijb_landmarks(set_field(1, "nan")),
+    expect=["ijbc_name_5pts_score.txt"], needs=("run", "ijb"))
+add("ijb-landmark-1e200", K7, _ijb_landmarks(set_field(1, "1e200")),
     expect=["ijbc_name_5pts_score.txt"], needs=("run", "ijb"))
 add("ijb-score-1e300", K7, _ijb_landmarks(set_field(11, "1e300")), either=True,
     expect=["ijbc_name_5pts_score.txt"], forbid=MODEL_BLAME, check=no_nan_in_report,

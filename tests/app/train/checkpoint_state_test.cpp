@@ -5,8 +5,11 @@
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 
+#include <new>
+#include <stdexcept>
 #include <string>
 
+#include "app/train/checkpoint.h"
 #include "app/train/checkpoint_state.h"
 #include "app/train/optimizer_state.h"
 #include "framework/core/error.h"
@@ -58,6 +61,17 @@ TEST(CheckpointStateTest, RoundTripsAndNamesContradictions) {
             std::string::npos);
   EXPECT_NE(refused("{\"format\": \"facetrain-checkpoint\"").find("not valid JSON"),
             std::string::npos);
+}
+
+// Damage is what a checkpoint's own content raises; trouble reading it is never taken for damage
+// (a resume would skip a good checkpoint, or start over a run).
+TEST(CheckpointStateTest, OnlyContentErrorsAreDamage) {
+  EXPECT_TRUE(is_damage(CheckpointError("state.json: not valid JSON")));
+  EXPECT_TRUE(is_damage(ConfigError("config.toml:3: invalid TOML")));
+  EXPECT_TRUE(is_damage(DataError("a weights tensor")));
+  EXPECT_FALSE(is_damage(IoError("backbone.pt: read failed at byte 0: Input/output error")));
+  EXPECT_FALSE(is_damage(std::bad_alloc()));
+  EXPECT_FALSE(is_damage(std::runtime_error("anything else")));
 }
 
 TEST(OptimizerStateTest, SgdAndAdamWRoundTripAndWrongStateIsNamed) {
