@@ -339,13 +339,14 @@ std::vector<std::string> H5File::read_strings(const std::string& name) const {
   FT_CHECK_H5(H5Tset_cset(type.id, H5Tget_cset(stored.id)));
   if (H5Tis_variable_str(stored.id) <= 0) {
     // Fixed-length strings: n × size bytes, each padded with NULs (or spaces).
+    const H5T_str_t pad = H5Tget_strpad(stored.id);
     FT_CHECK_H5(H5Tset_size(type.id, size));
-    FT_CHECK_H5(H5Tset_strpad(type.id, H5Tget_strpad(stored.id)));
+    FT_CHECK_H5(H5Tset_strpad(type.id, pad));
     std::string block(static_cast<std::size_t>(n) * size, '\0');
     FT_CHECK_H5(H5Dread(set, type.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, block.data()));
     for (std::int64_t i = 0; i < n; ++i) {
       std::string s = block.substr(static_cast<std::size_t>(i) * size, size);
-      s.erase(s.find_last_not_of(H5Tget_strpad(stored.id) == H5T_STR_SPACEPAD ? ' ' : '\0') + 1);
+      s.erase(s.find_last_not_of(pad == H5T_STR_SPACEPAD ? ' ' : '\0') + 1);
       out.push_back(s.substr(0, s.find('\0')));
     }
     return out;

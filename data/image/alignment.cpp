@@ -27,7 +27,7 @@ double Similarity::scale() const {
   return std::hypot(a, b);
 }
 
-void check_finite(const FivePoints& landmarks, const std::string& source) {
+void check_landmark_values(const FivePoints& landmarks, const std::string& source) {
   for (std::size_t i = 0; i < landmarks.size(); ++i) {
     const Point& p = landmarks[i];
     if (!(std::abs(p.x) <= kMaxLandmarkCoordinate && std::abs(p.y) <= kMaxLandmarkCoordinate)) {
@@ -73,7 +73,7 @@ Spread spread_of(const FivePoints& p) {
 
 Similarity estimate_similarity(const FivePoints& from, const FivePoints& to,
                                const std::string& source, LandmarkRule rule) {
-  check_finite(from, source);
+  check_landmark_values(from, source);
   const Spread spread = spread_of(from);
   if (spread.coincident() ||
       (rule == LandmarkRule::kMustSpanAFace && spread.minor < 1e-4 * spread.major)) {
@@ -131,7 +131,7 @@ std::vector<std::uint8_t> align_face(const std::uint8_t* image, std::int64_t hei
                                      std::int64_t width, const FivePoints& landmarks,
                                      std::int64_t size, const std::string& source,
                                      LandmarkRule rule) {
-  check_finite(landmarks, source);
+  check_landmark_values(landmarks, source);
   if (rule == LandmarkRule::kAsInsightface && spread_of(landmarks).coincident()) {
     return std::vector<std::uint8_t>(static_cast<std::size_t>(size * size * 3), 0);
   }

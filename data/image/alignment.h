@@ -70,7 +70,7 @@ inline constexpr double kMaxLandmarkCoordinate = 1e7;
 
 // DataError naming `source` and the landmark unless all five are finite points within
 // kMaxLandmarkCoordinate.
-void check_finite(const FivePoints& landmarks, const std::string& source);
+void check_landmark_values(const FivePoints& landmarks, const std::string& source);
 
 // One line of a landmarks file: an image path (relative to the images' folder), its five
 // landmarks and, in insightface's files, the detector's score (1 when absent).

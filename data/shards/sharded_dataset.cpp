@@ -157,8 +157,11 @@ ShardedDataset::ShardedDataset(const std::filesystem::path& dir)
   std::int64_t start = 0;
   for (const auto& shard : manifest_.shards) {
     const auto path = dir / shard.file;
-    if (const InputFile f = InputFile::open(path); !f.problem().empty()) {
-      throw DataError(fmt::format("{}: {} (listed in manifest.json)", path.string(), f.problem()));
+    // Opened once: checked here, kept below for plain reads of the images.
+    auto plain = std::make_unique<InputFile>(InputFile::open(path));
+    if (!plain->problem().empty()) {
+      throw DataError(
+          fmt::format("{}: {} (listed in manifest.json)", path.string(), plain->problem()));
     }
     auto file = std::make_unique<H5File>(H5File::open(path));
     if (const std::string problem = shard_shape_problem(*file, shard); !problem.empty()) {
@@ -171,9 +174,7 @@ ShardedDataset::ShardedDataset(const std::filesystem::path& dir)
     offsets_.push_back(offsets);
     labels.push_back(shard_labels);
     jpeg_offsets_.push_back(file->contiguous_offset("jpeg"));
-    plain_.push_back(jpeg_offsets_.back() >= 0 ? std::make_unique<InputFile>(
-                                                    InputFile::open_or_throw<DataError>(path))
-                                              : nullptr);
+    plain_.push_back(jpeg_offsets_.back() >= 0 ? std::move(plain) : nullptr);
     files_.push_back(std::move(file));
   }
   starts_.push_back(start);

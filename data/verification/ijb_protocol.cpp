@@ -73,7 +73,7 @@ void read_images(IjbProtocol& p) {
     // Landmarks that are no points are refused here, before any image is embedded; any others
     // align, as in eval_ijbc.py (outside the crop: the zero border; all at one point: the zero
     // face).
-    check_finite(e.points, where);
+    check_landmark_values(e.points, where);
   }
 }
 

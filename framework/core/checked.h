@@ -65,20 +65,6 @@ To narrow(From v, std::string_view what) {
   return static_cast<To>(v);
 }
 
-// A floating-point number that must be a whole number within To's range.
-template <class To, class E>
-To whole(double v, std::string_view what) {
-  static_assert(std::is_integral_v<To>);
-  // 2^63 itself is the first double past int64's range; the comparison against it is exact.
-  constexpr double kLimit = static_cast<double>(std::numeric_limits<To>::max()) + 1.0;
-  if (!std::isfinite(v) || v != std::floor(v) || v >= kLimit ||
-      v < static_cast<double>(std::numeric_limits<To>::min())) {
-    throw E(fmt::format("{}: {} is not a whole number in [{}, {}]", what, v,
-                        std::numeric_limits<To>::min(), std::numeric_limits<To>::max()));
-  }
-  return static_cast<To>(v);
-}
-
 // The longest span any duration in the program holds: far beyond any job, far inside the
 // nanosecond clock's ±292 years.
 inline constexpr double kMaxSeconds = 100.0 * 365 * 24 * 3600;

@@ -1,11 +1,8 @@
 #include "framework/serialization/zip_archive.h"
 
 #include <fmt/format.h>
-#include <zlib.h>
 
-#include <algorithm>
-#include <limits>
-
+#include "framework/core/checksum.h"
 #include "framework/core/error.h"
 
 namespace facetrain::serialization {
@@ -169,20 +166,14 @@ const ZipEntry* ZipArchive::find(const std::string& name) const {
 }
 
 std::string_view ZipArchive::read(const ZipEntry& entry) const {
-  const auto* data = bytes_ + entry.offset;
-  // zlib's crc32 takes at most 4 GiB at a time.
-  uLong crc = crc32(0L, Z_NULL, 0);
-  for (std::uint64_t done = 0; done < entry.size;) {
-    const auto n = static_cast<uInt>(
-        std::min<std::uint64_t>(entry.size - done, std::numeric_limits<uInt>::max()));
-    crc = crc32(crc, data + done, n);
-    done += n;
-  }
-  if (static_cast<std::uint32_t>(crc) != entry.crc32) {
+  const std::string_view data(reinterpret_cast<const char*>(bytes_ + entry.offset),
+                              static_cast<std::size_t>(entry.size));
+  const std::uint32_t crc = crc32_of(data);
+  if (crc != entry.crc32) {
     throw DataError(fmt::format("{}: {}: CRC-32 {:08x}, the archive says {:08x} (a damaged file)",
-                                source_, entry.name, static_cast<std::uint32_t>(crc), entry.crc32));
+                                source_, entry.name, crc, entry.crc32));
   }
-  return {reinterpret_cast<const char*>(data), static_cast<std::size_t>(entry.size)};
+  return data;
 }
 
 }  // namespace facetrain::serialization
